@@ -1,0 +1,241 @@
+"""AnimateDiff motion module: temporal transformer blocks over frames (Guo et al. 2023, arXiv 2307.04725, §4.2).
+
+Pure torch + einops. Layers come from an injected ``operations`` namespace (``torch.nn`` or ComfyUI's
+casting ops) and attention from an injected ``attention_fn``, so the host decides dtype casting, device
+placement and the attention backend. The parameter names match the official checkpoints exactly.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Protocol
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import Tensor, nn
+
+AttentionFn = Callable[[Tensor, Tensor, Tensor, int], Tensor]
+"""``(q, k, v, heads) -> out`` on ``(batch, tokens, heads * head_dim)`` tensors, as ComfyUI's attention."""
+
+NORM_GROUPS = 32
+NORM_EPS = 1e-6
+FF_MULT = 4
+
+
+class LayoutSpec(Protocol):
+    """The fields of a detected motion-module description that decide the module's structure."""
+
+    widths: tuple[int, ...]
+    down_modules_per_level: tuple[int, ...]
+    up_modules_per_level: tuple[int, ...]
+    has_mid_block: bool
+    pe_length: int
+    heads: int
+
+
+def sdpa_attention(q: Tensor, k: Tensor, v: Tensor, heads: int) -> Tensor:
+    """Multi-head attention with PyTorch's fused scaled-dot-product kernel (the default backend)."""
+    q, k, v = (rearrange(t, "b l (h d) -> b h l d", h=heads) for t in (q, k, v))
+    out = F.scaled_dot_product_attention(q, k, v)
+    return rearrange(out, "b h l d -> b l (h d)")
+
+
+def sinusoid(length: int, channels: int) -> Tensor:
+    """The standard sinusoidal position table (Vaswani et al. 2017), shape (1, length, channels)."""
+    position = torch.arange(length, dtype=torch.float32).unsqueeze(1)
+    div = torch.exp(torch.arange(0, channels, 2, dtype=torch.float32) * (-math.log(10000.0) / channels))
+    pe = torch.zeros(1, length, channels)
+    pe[0, :, 0::2] = torch.sin(position * div)
+    pe[0, :, 1::2] = torch.cos(position * div)
+    return pe
+
+
+def group_norm_across_frames(x: Tensor, frames: int, norm: Callable[[Tensor], Tensor]) -> Tensor:
+    """Run a GroupNorm over all frames of each clip at once, as AnimateDiff v1's 5-D UNet does.
+
+    ``norm`` is the GroupNorm's own forward; stacking frames along the height axis makes its per-sample
+    statistics span every frame while the per-channel affine stays unchanged.
+    """
+    b = x.shape[0] // frames
+    stacked = rearrange(x, "(b f) c h w -> b c (f h) w", b=b, f=frames)
+    return rearrange(norm(stacked), "b c (f h) w -> (b f) c h w", f=frames)
+
+
+@dataclass(frozen=True)
+class MotionCall:
+    """Per-call state of one motion-module pass: how the batch splits into clips and how to attend."""
+
+    frames: int
+    positions: Tensor | None = None  # (frames,) indices into the PE table; None = 0..frames-1
+    attention_fn: AttentionFn = sdpa_attention
+    scale: float = 1.0  # multiplies the module's residual contribution (1 = as trained)
+
+    def pe_positions(self, device: torch.device) -> Tensor:
+        """The PE row for each frame of the clip."""
+        if self.positions is None:
+            return torch.arange(self.frames, device=device)
+        return self.positions.to(device)
+
+
+def offset_positions(frames: int, offset: int) -> Tensor:
+    """PE rows ``offset .. offset+frames-1``: frames k..k+n of a longer clip."""
+    return torch.arange(offset, offset + frames)
+
+
+class PositionalEncoding(nn.Module):
+    """Holds the sinusoid table as ``pe``; a stored table from a checkpoint is honoured as loaded."""
+
+    def __init__(self, channels: int, length: int, dtype=None, device=None):
+        super().__init__()
+        self.register_buffer("pe", sinusoid(length, channels).to(device=device, dtype=dtype))
+
+    def rows(self, positions: Tensor, dtype: torch.dtype) -> Tensor:
+        """The table rows for ``positions``, shape (1, f, c), in ``dtype``."""
+        length = self.pe.shape[1]
+        if positions.numel() and int(positions.max()) >= length:
+            raise ValueError(
+                f"positional encoding index {int(positions.max())} is past this motion module's "
+                f"limit of {length} frames; use context windows of at most {length} frames"
+            )
+        return self.pe[:, positions.to(self.pe.device)].to(device=positions.device, dtype=dtype)
+
+
+class TemporalAttention(nn.Module):
+    """Self-attention across frames at each spatial position, with the PE added to its input."""
+
+    def __init__(self, channels: int, heads: int, pe_length: int, operations=nn, dtype=None, device=None):
+        super().__init__()
+        kw = {"dtype": dtype, "device": device}
+        self.heads = heads
+        self.to_q = operations.Linear(channels, channels, bias=False, **kw)
+        self.to_k = operations.Linear(channels, channels, bias=False, **kw)
+        self.to_v = operations.Linear(channels, channels, bias=False, **kw)
+        self.to_out = nn.ModuleList([operations.Linear(channels, channels, **kw), nn.Identity()])
+        self.pos_encoder = PositionalEncoding(channels, pe_length, **kw)
+
+    def forward(self, x: Tensor, pe: Tensor, attention_fn: AttentionFn) -> Tensor:
+        """x: (b h w) f c tokens of one spatial position each; pe: (1, f, c)."""
+        x = x + pe
+        out = attention_fn(self.to_q(x), self.to_k(x), self.to_v(x), self.heads)
+        return self.to_out[0](out)
+
+
+class GEGLU(nn.Module):
+    """GELU-gated linear unit (Shazeer 2020, arXiv 2002.05202)."""
+
+    def __init__(self, dim_in: int, dim_out: int, operations=nn, dtype=None, device=None):
+        super().__init__()
+        self.proj = operations.Linear(dim_in, dim_out * 2, dtype=dtype, device=device)
+
+    def forward(self, x: Tensor) -> Tensor:
+        hidden, gate = self.proj(x).chunk(2, dim=-1)
+        return hidden * F.gelu(gate)
+
+
+class FeedForward(nn.Module):
+    """GEGLU → (dropout slot) → Linear, keyed ``net.0`` / ``net.2`` as in the checkpoints."""
+
+    def __init__(self, channels: int, operations=nn, dtype=None, device=None):
+        super().__init__()
+        inner = channels * FF_MULT
+        self.net = nn.ModuleList([
+            GEGLU(channels, inner, operations, dtype, device),
+            nn.Identity(),
+            operations.Linear(inner, channels, dtype=dtype, device=device),
+        ])
+
+    def forward(self, x: Tensor) -> Tensor:
+        for layer in self.net:
+            x = layer(x)
+        return x
+
+
+class TemporalTransformerBlock(nn.Module):
+    """[LayerNorm → temporal self-attention] × 2 → LayerNorm → GEGLU feed-forward, each residual."""
+
+    def __init__(self, channels: int, heads: int, pe_length: int, operations=nn, dtype=None, device=None):
+        super().__init__()
+        kw = {"dtype": dtype, "device": device}
+        self.attention_blocks = nn.ModuleList(
+            [TemporalAttention(channels, heads, pe_length, operations, **kw) for _ in range(2)]
+        )
+        self.norms = nn.ModuleList([operations.LayerNorm(channels, **kw) for _ in range(2)])
+        self.ff = FeedForward(channels, operations, **kw)
+        self.ff_norm = operations.LayerNorm(channels, **kw)
+
+    def forward(self, x: Tensor, positions: Tensor, attention_fn: AttentionFn) -> Tensor:
+        for attention, norm in zip(self.attention_blocks, self.norms):
+            x = attention(norm(x), attention.pos_encoder.rows(positions, x.dtype), attention_fn) + x
+        return self.ff(self.ff_norm(x)) + x
+
+
+class TemporalTransformer(nn.Module):
+    """GroupNorm (per frame) → proj_in → transformer block → proj_out, added to the input."""
+
+    def __init__(self, channels: int, heads: int, pe_length: int, operations=nn, dtype=None, device=None):
+        super().__init__()
+        kw = {"dtype": dtype, "device": device}
+        self.norm = operations.GroupNorm(NORM_GROUPS, channels, eps=NORM_EPS, affine=True, **kw)
+        self.proj_in = operations.Linear(channels, channels, **kw)
+        self.transformer_blocks = nn.ModuleList(
+            [TemporalTransformerBlock(channels, heads, pe_length, operations, **kw)]
+        )
+        self.proj_out = operations.Linear(channels, channels, **kw)
+
+    def forward(self, x: Tensor, call: MotionCall) -> Tensor:
+        """x: (b f) c h w, frames of each clip contiguous; returns the same shape."""
+        _, _, h, w = x.shape
+        tokens = rearrange(self.norm(x), "(b f) c h w -> (b h w) f c", f=call.frames)
+        tokens = self.proj_in(tokens)
+        positions = call.pe_positions(x.device)
+        for block in self.transformer_blocks:
+            tokens = block(tokens, positions, call.attention_fn)
+        tokens = self.proj_out(tokens)
+        delta = rearrange(tokens, "(b h w) f c -> (b f) c h w", h=h, w=w)
+        if call.scale != 1.0:
+            delta = delta * call.scale
+        return x + delta
+
+
+class MotionModule(nn.Module):
+    """One insertion point in the UNet; the ``temporal_transformer`` name matches the checkpoints."""
+
+    def __init__(self, channels: int, heads: int, pe_length: int, operations=nn, dtype=None, device=None):
+        super().__init__()
+        self.temporal_transformer = TemporalTransformer(channels, heads, pe_length, operations, dtype, device)
+
+    def forward(self, x: Tensor, call: MotionCall) -> Tensor:
+        return self.temporal_transformer(x, call)
+
+
+class MotionLevel(nn.Module):
+    """The motion modules of one UNet level (``…_blocks.N.motion_modules.M``)."""
+
+    def __init__(self, channels: int, count: int, heads: int, pe_length: int, operations=nn, dtype=None,
+                 device=None):
+        super().__init__()
+        self.motion_modules = nn.ModuleList(
+            [MotionModule(channels, heads, pe_length, operations, dtype, device) for _ in range(count)]
+        )
+
+
+class MotionModel(nn.Module):
+    """Every motion module of one checkpoint, laid out as ``down_blocks`` / ``mid_block`` / ``up_blocks``."""
+
+    def __init__(self, spec: LayoutSpec, operations=nn, dtype=None, device=None):
+        super().__init__()
+        kw = {"heads": spec.heads, "pe_length": spec.pe_length, "operations": operations,
+              "dtype": dtype, "device": device}
+        up_widths = tuple(reversed(spec.widths))
+        self.down_blocks = nn.ModuleList(
+            [MotionLevel(c, n, **kw) for c, n in zip(spec.widths, spec.down_modules_per_level)]
+        )
+        self.mid_block = MotionLevel(spec.widths[-1], 1, **kw) if spec.has_mid_block else None
+        self.up_blocks = nn.ModuleList(
+            [MotionLevel(c, n, **kw) for c, n in zip(up_widths, spec.up_modules_per_level)]
+        )
+
+    def module_names(self) -> list[str]:
+        """Names of every MotionModule, e.g. ``down_blocks.0.motion_modules.1``."""
+        return [name for name, m in self.named_modules() if isinstance(m, MotionModule)]
