@@ -1,0 +1,214 @@
+"""Attach a motion module to a clone of a ComfyUI model, through ModelPatcher mechanisms only.
+
+Everything lives under one key (``KEY``) on the clone: an injection that seats parameterless
+``MotionSlot`` layers in the UNet while this clone is loaded, a ``forward_timestep_embed_patch`` that runs
+the motion module when a slot is reached, the motion module as an additional model (so ComfyUI loads and
+offloads it with the UNet), a DIFFUSION_MODEL wrapper for AnimateDiff v1's across-frames GroupNorms, an
+OUTER_SAMPLE wrapper for frame-count checks, and a ``model_sampling`` object patch for the noise schedule.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass, field, replace
+
+import comfy.ldm.modules.attention as comfy_attention
+import comfy.patcher_extension as pe
+from comfy.ldm.modules.diffusionmodules.openaimodel import ResBlock
+from torch import Tensor, nn
+
+import torch
+
+from ..motion_modules.model import MotionCall, group_norm_across_frames
+from ..sampling.context import ContextOptions, fuse_weights, windows
+from ..sampling.frames import check_frame_count
+from .schedule import motion_model_sampling
+from .unet import Placement, check_fits
+
+KEY = "kinema_motion"
+log = logging.getLogger(__name__)
+
+
+class MotionSlot(nn.Module):
+    """A seat for one motion module inside a TimestepEmbedSequential; identity unless patched."""
+
+    def __init__(self, name: str):
+        super().__init__()
+        self.name = name
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x
+
+
+def clip_frames(x: Tensor, transformer_options: dict) -> int:
+    """Frames per clip: the batch holds one clip per cond/uncond entry."""
+    clips = max(len(transformer_options.get("cond_or_uncond", [])), 1)
+    if x.shape[0] % clips:
+        raise ValueError(f"a batch of {x.shape[0]} frames does not split into {clips} clips of equal length")
+    return x.shape[0] // clips
+
+
+def comfy_attention_fn(transformer_options: dict):
+    """ComfyUI's attention dispatch (its backend choice, xformers where enabled) for the motion module."""
+    def attend(q: Tensor, k: Tensor, v: Tensor, heads: int) -> Tensor:
+        return comfy_attention.optimized_attention(q, k, v, heads, transformer_options=transformer_options)
+    return attend
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """What a clone carries: the motion model (shared weights), its seats and per-run settings."""
+
+    motion_model: nn.Module = field(compare=False)
+    spec: object
+    seats: tuple[Placement, ...]
+    scale: float = 1.0
+    across_frames_norm: bool = False
+    views: ContextOptions | None = None  # window only the motion module (UNet sees every frame)
+
+    def __deepcopy__(self, memo):
+        return self  # model_options are deep-copied on clone; the weights must stay shared
+
+    def __call__(self, layer, x, emb, context, transformer_options, *args, **kwargs):
+        """forward_timestep_embed_patch handler: run the motion module seated at ``layer``."""
+        if not isinstance(layer, MotionSlot):
+            return layer(x)
+        module = self.motion_model.get_submodule(layer.name)
+        frames = clip_frames(x, transformer_options)
+        attention_fn = comfy_attention_fn(transformer_options)
+        if self.views is None or frames <= self.views.length:
+            return module(x, MotionCall(frames, attention_fn=attention_fn, scale=self.scale))
+        return self._run_views(module, x, frames, attention_fn, _step(transformer_options))
+
+    def _run_views(self, module, x: Tensor, frames: int, attention_fn, step: int) -> Tensor:
+        """Run the module on each window of every clip and fuse by the window weights."""
+        clip = x.unflatten(0, (-1, frames))  # (b f) c h w -> b f c h w
+        out = torch.zeros_like(clip)
+        total = torch.zeros(frames, device=x.device, dtype=x.dtype)
+        for window in windows(frames, self.views, step):
+            idx = torch.tensor(window, device=x.device)
+            w = fuse_weights(self.views.fuse, window, frames, self.views.overlap).to(x)
+            sub = clip[:, idx].flatten(0, 1)  # b f' c h w -> (b f') c h w
+            res = module(sub, MotionCall(len(window), attention_fn=attention_fn, scale=self.scale))
+            out.index_add_(1, idx, res.unflatten(0, (-1, len(window))) * w.view(1, -1, 1, 1, 1))
+            total.index_add_(0, idx, w)
+        return (out / total.view(1, -1, 1, 1, 1)).flatten(0, 1)
+
+
+def _step(transformer_options: dict) -> int:
+    """Index of the current sigma in the run's sigmas (0 when unknown)."""
+    sample_sigmas, sigmas = transformer_options.get("sample_sigmas"), transformer_options.get("sigmas")
+    if sample_sigmas is None or sigmas is None:
+        return 0
+    return int(torch.argmin((sample_sigmas.to(sigmas) - sigmas[0]).abs()))
+
+
+def _blocks(unet, seat: Placement):
+    blocks = getattr(unet, seat.blocks)
+    return blocks if seat.index is None else blocks[seat.index]
+
+
+def remove_slots(unet) -> None:
+    """Take every MotionSlot out of the UNet (idempotent)."""
+    for seq in [*unet.input_blocks, unet.middle_block, *unet.output_blocks]:
+        if seq is None:
+            continue
+        for i in reversed(range(len(seq))):
+            if isinstance(seq[i], MotionSlot):
+                del seq[i]
+
+
+def _injection(attachment: Attachment) -> pe.PatcherInjection:
+    def inject(patcher):
+        unet = patcher.model.diffusion_model
+        remove_slots(unet)
+        for seat in attachment.seats:
+            _blocks(unet, seat).insert(seat.position, MotionSlot(seat.name))
+
+    def eject(patcher):
+        remove_slots(patcher.model.diffusion_model)
+
+    return pe.PatcherInjection(inject=inject, eject=eject)
+
+
+def _norms_across_frames(unet) -> list[nn.Module]:
+    """The GroupNorms AnimateDiff v1 runs over whole clips: ResNet norms and the output norm."""
+    norms = [unet.out[0]]
+    for m in unet.modules():
+        if isinstance(m, ResBlock):
+            norms += [m.in_layers[0], m.out_layers[0]]
+    return norms
+
+
+@contextlib.contextmanager
+def across_frames(unet, frames: int):
+    """Within this model's forward only, run v1's ResNet/output GroupNorms across each clip's frames."""
+    norms = _norms_across_frames(unet)
+    for norm in norms:
+        bound = type(norm).forward.__get__(norm)
+        norm.forward = lambda x, _f=bound: group_norm_across_frames(x, frames, _f)
+    try:
+        yield
+    finally:
+        for norm in norms:
+            del norm.forward
+
+
+def _diffusion_model_wrapper(attachment: Attachment):
+    def wrapper(executor, x, *args, **kwargs):
+        transformer_options = args[4] if len(args) > 4 else kwargs.get("transformer_options", {})
+        with across_frames(executor.class_obj, clip_frames(x, transformer_options)):
+            return executor(x, *args, **kwargs)
+    return wrapper
+
+
+def _outer_sample_wrapper(attachment: Attachment):
+    def wrapper(executor, *args, **kwargs):
+        noise = args[0] if args else kwargs["noise"]
+        guider = executor.class_obj
+        has_context = guider.model_options.get("context_handler") is not None
+        check_frame_count(noise.shape[0], attachment.spec.pe_length, has_context)
+        return executor(*args, **kwargs)
+    return wrapper
+
+
+def _drop_previous(model) -> None:
+    """Forget an attachment this clone inherited, so attaching twice replaces instead of stacking."""
+    model.remove_injections(KEY)
+    for kind in (pe.WrappersMP.DIFFUSION_MODEL, pe.WrappersMP.OUTER_SAMPLE):
+        model.remove_wrappers_with_key(kind, KEY)
+    for kind in (pe.CallbacksMP.ON_PRE_RUN, pe.CallbacksMP.ON_CLEANUP):
+        model.remove_callbacks_with_key(kind, KEY)
+    patches = model.model_options.get("transformer_options", {}).get("patches", {})
+    embed = patches.get("forward_timestep_embed_patch", [])
+    embed[:] = [p for p in embed if not isinstance(p[1], Attachment)]
+
+
+def attach(model, motion, scale: float = 1.0, beta_schedule: str = "auto"):
+    """A clone of ``model`` that animates with ``motion`` (a LoadedMotionModule); ``model`` is untouched."""
+    seats = check_fits(model, motion.spec, motion.channels, motion.name)
+    m = model.clone()
+    _drop_previous(m)
+    attachment = Attachment(motion.patcher.model, motion.spec, tuple(seats), scale,
+                            motion.spec.groupnorm == "across_frames")
+    m.set_injections(KEY, [_injection(attachment)])
+    m.set_additional_models(KEY, [motion.patcher.clone()])
+    m.set_model_forward_timestep_embed_patch((MotionSlot, attachment))
+    m.add_wrapper_with_key(pe.WrappersMP.OUTER_SAMPLE, KEY, _outer_sample_wrapper(attachment))
+    if attachment.across_frames_norm:
+        m.add_wrapper_with_key(pe.WrappersMP.DIFFUSION_MODEL, KEY, _diffusion_model_wrapper(attachment))
+    # Seat the slots for every run and take them out afterwards, so the shared UNet is pristine between
+    # prompts and a model that stays loaded is still animated on its next run.
+    m.add_callback_with_key(pe.CallbacksMP.ON_PRE_RUN, KEY, lambda p: p.inject_model())
+    m.add_callback_with_key(pe.CallbacksMP.ON_CLEANUP, KEY, lambda p: p.eject_model())
+    sampling = motion_model_sampling(m, motion.spec, beta_schedule)
+    if sampling is not None:
+        m.add_object_patch("model_sampling", sampling)
+    return m
+
+
+def with_views(model, options: ContextOptions):
+    """``model`` (already attached) with motion-module-only windows instead of whole-UNet windows."""
+    embed = model.model_options["transformer_options"]["patches"]["forward_timestep_embed_patch"]
+    embed[:] = [(cls, replace(h, views=options) if isinstance(h, Attachment) else h) for cls, h in embed]
+    return model

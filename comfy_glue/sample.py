@@ -1,0 +1,33 @@
+"""Sample an animation with ComfyUI's own sampling (progress bar, previews, interrupt, every sampler)."""
+from __future__ import annotations
+
+import comfy.sample
+import comfy.utils
+import latent_preview
+
+from ..sampling.frames import check_frame_count
+from .attach import attach
+
+
+def sample_animation(model, motion, positive, negative, latent: dict, seed: int, steps: int, cfg: float,
+                     sampler_name: str, scheduler: str, denoise: float = 1.0, context=None,
+                     beta_schedule: str = "auto (motion module's)", motion_scale: float = 1.0,
+                     use_freenoise: bool = False) -> dict:
+    """Attach ``motion`` to a clone of ``model`` and denoise the latent's frames together."""
+    samples = latent["samples"]
+    check_frame_count(samples.shape[0], motion.spec.pe_length, context is not None)
+    animated = attach(model, motion, scale=motion_scale, beta_schedule=beta_schedule)
+    if context is not None:
+        from .context import apply_context  # context windows are optional glue
+        animated = apply_context(animated, context, motion.spec)
+    samples = comfy.sample.fix_empty_latent_channels(animated, samples)
+    noise = comfy.sample.prepare_noise(samples, seed, latent.get("batch_index"))
+    if context is not None:
+        noise = context.initial_noise(noise, seed, use_freenoise)
+    callback = latent_preview.prepare_callback(animated, steps)
+    out = comfy.sample.sample(
+        animated, noise, steps, cfg, sampler_name, scheduler, positive, negative, samples,
+        denoise=denoise, noise_mask=latent.get("noise_mask"), callback=callback,
+        disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED, seed=seed,
+    )
+    return {**latent, "samples": out}

@@ -1,0 +1,103 @@
+"""Write the UI-format example workflows in example_workflows/ (run after changing a node's widgets).
+
+The files are what the ComfyUI frontend saves and the template browser serves: nodes with their
+widget values in declaration order, and links as [id, from_node, from_slot, to_node, to_slot, type].
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+OUT = Path(__file__).resolve().parent.parent / "example_workflows"
+PROMPT = "a corgi running on a beach at sunset, waves, golden light, highly detailed"
+NEGATIVE = "blurry, lowres, watermark, text, deformed"
+
+
+class Graph:
+    """A tiny builder for UI-format graphs."""
+
+    def __init__(self):
+        self.nodes, self.links = [], []
+
+    def node(self, type_: str, widgets: list, inputs: list[tuple[str, str]] = (),
+             outputs: list[tuple[str, str]] = (), pos=(0, 0), title: str | None = None) -> int:
+        nid = len(self.nodes) + 1
+        node = {
+            "id": nid, "type": type_, "pos": list(pos), "size": [320, 60 + 26 * (len(widgets) + len(inputs))],
+            "flags": {}, "order": nid - 1, "mode": 0,
+            "inputs": [{"name": n, "type": t, "link": None} for n, t in inputs],
+            "outputs": [{"name": n, "type": t, "links": [], "slot_index": i} for i, (n, t) in enumerate(outputs)],
+            "properties": {"Node name for S&R": type_}, "widgets_values": widgets,
+        }
+        if title:
+            node["title"] = title
+        self.nodes.append(node)
+        return nid
+
+    def link(self, src: int, slot: int, dst: int, input_name: str) -> None:
+        lid = len(self.links) + 1
+        s, d = self.nodes[src - 1], self.nodes[dst - 1]
+        out = s["outputs"][slot]
+        target = next(i for i, inp in enumerate(d["inputs"]) if inp["name"] == input_name)
+        out["links"].append(lid)
+        d["inputs"][target]["link"] = lid
+        self.links.append([lid, src, slot, dst, target, out["type"]])
+
+    def save(self, name: str) -> None:
+        data = {"last_node_id": len(self.nodes), "last_link_id": len(self.links), "nodes": self.nodes,
+                "links": self.links, "groups": [], "config": {}, "extra": {}, "version": 0.4}
+        (OUT / f"{name}.json").write_text(json.dumps(data, indent=2) + "\n")
+
+
+def base(frames: int, size: int = 512, context: list | None = None, noise: str = "default",
+         lora: list[tuple[str, float]] = (), motion_file: str = "mm_sd_v15_v2.ckpt",
+         ckpt: str = "v1-5-pruned-emaonly.safetensors") -> Graph:
+    """Checkpoint → prompts → empty latent → motion module (+ LoRAs, context) → Sample Animation → WEBP."""
+    g = Graph()
+    ck = g.node("CheckpointLoaderSimple", [ckpt], outputs=[("MODEL", "MODEL"), ("CLIP", "CLIP"), ("VAE", "VAE")],
+                pos=(0, 0))
+    pos = g.node("CLIPTextEncode", [PROMPT], [("clip", "CLIP")], [("CONDITIONING", "CONDITIONING")], (380, 0))
+    neg = g.node("CLIPTextEncode", [NEGATIVE], [("clip", "CLIP")], [("CONDITIONING", "CONDITIONING")], (380, 220))
+    lat = g.node("EmptyLatentImage", [size, size, frames], outputs=[("LATENT", "LATENT")], pos=(380, 440))
+    mm = g.node("KinemaLoadMotionModule", [motion_file], outputs=[("MOTION_MODULE", "MOTION_MODULE")],
+                pos=(0, 300))
+    mm_slot = 0
+    for i, (name, strength) in enumerate(lora):
+        lo = g.node("KinemaApplyMotionLoRA", [name, strength, 0.0, 1.0],
+                    [("motion_module", "MOTION_MODULE")], [("MOTION_MODULE", "MOTION_MODULE")], (0, 440 + 160 * i))
+        g.link(mm, mm_slot, lo, "motion_module")
+        mm, mm_slot = lo, 0
+    sample_inputs = [("model", "MODEL"), ("motion_module", "MOTION_MODULE"), ("positive", "CONDITIONING"),
+                     ("negative", "CONDITIONING"), ("latent_image", "LATENT")]
+    if context is not None:
+        sample_inputs.append(("context_options", "CONTEXT_OPTIONS"))
+    sa = g.node("KinemaSampleAnimation",
+                [42, "fixed", 20, 7.5, "euler", "normal", 1.0, 1.0, "auto (motion module's)", noise],
+                sample_inputs, [("LATENT", "LATENT")], (760, 0))
+    for src, slot, name in [(ck, 0, "model"), (mm, mm_slot, "motion_module"), (pos, 0, "positive"),
+                            (neg, 0, "negative"), (lat, 0, "latent_image")]:
+        g.link(src, slot, sa, name)
+    g.link(ck, 1, pos, "clip")
+    g.link(ck, 1, neg, "clip")
+    if context is not None:
+        cx = g.node("KinemaContextScheduler", context, outputs=[("CONTEXT_OPTIONS", "CONTEXT_OPTIONS")],
+                    pos=(380, 620))
+        g.link(cx, 0, sa, "context_options")
+    dec = g.node("VAEDecode", [], [("samples", "LATENT"), ("vae", "VAE")], [("IMAGE", "IMAGE")], (1140, 0))
+    g.link(sa, 0, dec, "samples")
+    g.link(ck, 2, dec, "vae")
+    save = g.node("SaveAnimatedWEBP", ["animatediff", 8.0, False, 85, "default"], [("images", "IMAGE")],
+                  pos=(1400, 0))
+    g.link(dec, 0, save, "images")
+    return g
+
+
+def main() -> None:
+    OUT.mkdir(exist_ok=True)
+    base(16).save("text_to_video_16_frames")
+    base(64, context=[16, 4, "looped_uniform", "pyramid", 1, False, False], noise="FreeNoise").save(
+        "long_video_64_frames_context_windows")
+
+
+if __name__ == "__main__":
+    main()
