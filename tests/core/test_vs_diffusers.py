@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import socket
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -17,6 +16,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from motion_modules.model import MotionCall, MotionModel, group_norm_across_frames, sinusoid
+from motion_modules.spec import expected_shapes, standard_spec
 
 diffusers = pytest.importorskip("diffusers")
 single_file_utils = pytest.importorskip("diffusers.loaders.single_file_utils")
@@ -28,11 +28,11 @@ FRAMES, CLIPS, HEIGHT, WIDTH = 16, 2, 4, 3  # non-square, so an h/w mix-up shows
 TOL = 1e-5
 
 
-def _spec(version: str, widths: tuple[int, ...] = TINY_WIDTHS) -> SimpleNamespace:
-    """The SD1.5 AnimateDiff layout: 2 modules per down level, 3 per up level, 8 heads."""
-    has_mid, pe_length = VERSIONS[version]
-    return SimpleNamespace(widths=widths, down_modules_per_level=(2,) * 4, up_modules_per_level=(3,) * 4,
-                           has_mid_block=has_mid, pe_length=pe_length, heads=8)
+def _spec(version: str, widths: tuple[int, ...] = TINY_WIDTHS):
+    """The official SD1.5 layout of ``version`` (2 modules per down level, 3 per up level, 8 heads), narrowed."""
+    spec = standard_spec(version, widths=widths)
+    assert (spec.has_mid_block, spec.pe_length, spec.heads) == (*VERSIONS[version], 8)
+    return spec
 
 
 def _modules(spec) -> list[tuple[str, int]]:
@@ -122,7 +122,7 @@ def _diffusers(spec, sd, directory):
     save_file(sd, directory / "motion_module.safetensors")
     adapter = diffusers.MotionAdapter.from_single_file(
         str(directory / "motion_module.safetensors"), config=str(directory / "config"),
-        local_files_only=True, torch_dtype=torch.float32)
+        local_files_only=True)
     _assert_fully_loaded(adapter, sd)
     return adapter.eval()
 
@@ -176,6 +176,7 @@ def test_test_checkpoints_look_original_to_diffusers(version):
     sd = _original_checkpoint(spec)
     assert single_file_utils.infer_diffusers_model_type(sd) == f"animatediff_{version}"
     assert len(sd) == 28 * len(_modules(spec)) == (588 if spec.has_mid_block else 560)
+    assert {k: tuple(v.shape) for k, v in sd.items()} == expected_shapes(spec)
     assert set(_ours(spec, sd).state_dict()) == set(sd)
 
 
@@ -243,7 +244,7 @@ def test_fullsize_v2_matches_diffusers(fullsize_requested, offline, tmp_path):
     spec = _spec("v2", FULL_WIDTHS)
     sd = _original_checkpoint(spec)
     assert len(sd) == 588
-    assert sum(v.numel() for k, v in sd.items() if not k.endswith("pe")) == 453_209_280
+    assert sum(v.numel() for k, v in sd.items() if not k.endswith("pe")) == spec.param_count == 453_209_280
     ours, adapter = _ours(spec, sd), _diffusers(spec, sd, tmp_path)
     del sd
     _norm_per_frame(adapter)
