@@ -301,7 +301,7 @@ def fuse(
     dim = dim % first.ndim
     all_weights = [fuse_weights(method, w, num_frames, overlap) for w, _ in window_outputs]
     total = torch.zeros(num_frames, dtype=torch.float32)
-    for (window, _), weights in zip(window_outputs, all_weights):
+    for (window, _), weights in zip(window_outputs, all_weights, strict=True):
         total.index_add_(0, torch.as_tensor(list(window)), weights)
     if (total <= 0).any():
         missing = torch.nonzero(total <= 0).flatten().tolist()
@@ -309,7 +309,7 @@ def fuse(
     shape = list(first.shape)
     shape[dim] = num_frames
     fused = torch.zeros(shape, dtype=first.dtype, device=first.device)
-    for (window, out), weights in zip(window_outputs, all_weights):
+    for (window, out), weights in zip(window_outputs, all_weights, strict=True):
         index = torch.as_tensor(list(window))
         share = _broadcast(weights / total[index], out.ndim, dim).to(out)
         fused.index_add_(dim, index.to(out.device), out * share)
