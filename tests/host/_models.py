@@ -1,0 +1,304 @@
+"""Full-size random models in real file layouts, built once per machine and cached by recipe.
+
+- :func:`make_sd15_checkpoint`: a single-file SD1.5 checkpoint (``model.diffusion_model.*``,
+  ``cond_stage_model.transformer.text_model.*``, ``first_stage_model.*``) that core's
+  CheckpointLoaderSimple detects as SD15. Key names and shapes come from ComfyUI's own classes built
+  on the meta device in a subprocess (so this process never imports ComfyUI for it); values are seeded
+  random: LeCun-normal matrices (std = fan_in**-0.5), norm scales 1, biases 0, embeddings std 0.02.
+- :func:`write_motion_module`: an AnimateDiff motion module (v1/v2/v3) in the official key layout,
+  from ``motion_modules.model.MotionModel``: std-0.02 weights, norm scales 1, biases 0, sinusoid PE.
+
+Both cache under ``$KINEMA_MODEL_CACHE`` (default ``~/.cache/kinema/models``), named by a hash of
+the recipe, and place the result at the requested path as a hard link (symlink or copy as fallbacks).
+There is no tiny SD1.5: ComfyUI only detects SD15 with model_channels 320 and context_dim 768, and
+CLIP-L and the VAE have fixed sizes, so a "tiny" checkpoint would be another model type.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import hashlib
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import zlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import SimpleNamespace
+
+import torch
+
+RECIPE_VERSION = 1  # bump when the init scheme or layout source changes
+CACHE_DIR = Path(os.environ.get("KINEMA_MODEL_CACHE", Path.home() / ".cache" / "kinema" / "models"))
+BUILD_TIMEOUT_S = 900
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+# SD1.5's UNet as in the original LDM v1-inference.yaml (ComfyUI converts it with model_detection.convert_config).
+SD15_UNET = {
+    "image_size": 32, "in_channels": 4, "out_channels": 4, "model_channels": 320,
+    "attention_resolutions": [4, 2, 1], "num_res_blocks": 2, "channel_mult": [1, 2, 4, 4],
+    "num_heads": 8, "num_head_channels": -1, "use_spatial_transformer": True, "transformer_depth": 1,
+    "context_dim": 768, "use_linear_in_transformer": False, "legacy": False, "adm_in_channels": None,
+}
+SD15_VAE = {
+    "double_z": True, "z_channels": 4, "resolution": 256, "in_channels": 3, "out_ch": 3, "ch": 128,
+    "ch_mult": [1, 2, 4, 4], "num_res_blocks": 2, "attn_resolutions": [], "dropout": 0.0,
+}
+MOTION_VERSIONS = {  # version -> (has_mid_block, pe_length)
+    "v1": (False, 24),
+    "v2": (True, 32),
+    "v3": (False, 32),
+}
+DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# cache
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    """``torch.float16`` -> ``"float16"``."""
+    name = str(dtype).removeprefix("torch.")
+    if name not in DTYPES:
+        raise ValueError(f"dtype must be one of {sorted(DTYPES)}, but got {name}")
+    return name
+
+
+def _recipe_path(kind: str, recipe: dict, suffix: str) -> Path:
+    """Cache path named by a hash of the recipe, e.g. ``sd15-3f2a…safetensors``."""
+    digest = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
+    return CACHE_DIR / f"{kind}-{digest}{suffix}"
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive lock beside ``path`` so parallel sessions build a model only once."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(str(path) + ".lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _cached(kind: str, recipe: dict, suffix: str, build: Callable[[Path], None]) -> Path:
+    """The cached file for ``recipe``, calling ``build(tmp_path)`` under a lock when it is missing."""
+    target = _recipe_path(kind, recipe, suffix)
+    if target.is_file():
+        return target
+    with _locked(target):
+        if not target.is_file():
+            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=target.name + ".", suffix=".part")
+            os.close(fd)
+            try:
+                build(Path(tmp))
+                os.chmod(tmp, 0o644)
+                os.replace(tmp, target)
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+    return target
+
+
+def place(src: Path, dst: Path) -> Path:
+    """Put ``src`` at ``dst`` as a hard link, else a symlink, else a copy; replaces an existing ``dst``."""
+    dst = Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if dst.is_symlink() or dst.exists():
+        dst.unlink()
+    for attempt in (os.link, os.symlink):
+        try:
+            attempt(src, dst)
+            return dst
+        except OSError:
+            continue
+    shutil.copyfile(src, dst)
+    return dst
+
+
+# ---------------------------------------------------------------------------------------------------------
+# random values
+
+
+def _generator(seed: int, key: str) -> torch.Generator:
+    """A generator seeded by ``seed`` and the key name, so every tensor is independent of build order."""
+    return torch.Generator().manual_seed((seed * 1_000_003 + zlib.crc32(key.encode())) % (2**63))
+
+
+def _random_tensor(key: str, shape: tuple[int, ...], dtype: torch.dtype, seed: int, std: float | None) -> torch.Tensor:
+    """One tensor: norm scales 1, biases 0, matrices N(0, std) with std = fan_in**-0.5 when ``std`` is None."""
+    if key.endswith("bias"):
+        return torch.zeros(shape, dtype=dtype)
+    if len(shape) <= 1:  # every 1-D weight in these models is a norm scale
+        return torch.ones(shape, dtype=dtype)
+    if std is None:
+        std = 0.02 if "embedding" in key else math.prod(shape[1:]) ** -0.5
+    return (torch.randn(shape, generator=_generator(seed, key)) * std).to(dtype)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# SD1.5 checkpoint
+
+
+def sd15_layout() -> dict[str, tuple[tuple[int, ...], str]]:
+    """``{key: (shape, kind)}`` of a single-file SD1.5 checkpoint, from ComfyUI's classes on the meta device.
+
+    Needs ComfyUI importable (run inside :func:`_build_sd15_main`). Checks that ComfyUI detects it as SD15.
+    """
+    import comfy.model_detection as detection
+    import comfy.ops
+    import comfy.sd1_clip
+    from comfy.ldm.models.autoencoder import AutoencoderKL
+    from comfy.ldm.modules.diffusionmodules.openaimodel import UNetModel
+
+    ops = comfy.ops.disable_weight_init
+    with torch.device("meta"):
+        unet = UNetModel(**detection.convert_config(SD15_UNET), device="meta", operations=ops)
+        clip = comfy.sd1_clip.SDClipModel(device="meta", dtype=torch.float32, model_options={"custom_operations": ops})
+        vae = AutoencoderKL(ddconfig=SD15_VAE, embed_dim=4)
+    layout = {f"model.diffusion_model.{k}": (tuple(v.shape), "float") for k, v in unet.state_dict().items()}
+    for k, v in clip.transformer.state_dict().items():
+        if k.startswith("text_model."):  # SD1.5 files hold no text_projection / logit_scale
+            layout[f"cond_stage_model.transformer.{k}"] = (tuple(v.shape), "float")
+    layout["cond_stage_model.transformer.text_model.embeddings.position_ids"] = ((1, 77), "position_ids")
+    layout.update({f"first_stage_model.{k}": (tuple(v.shape), "float") for k, v in vae.state_dict().items()})
+
+    meta_sd = {k: torch.empty(shape, device="meta") for k, (shape, _) in layout.items()}
+    config = detection.model_config_from_unet(meta_sd, "model.diffusion_model.")
+    if type(config).__name__ != "SD15":
+        raise RuntimeError(f"ComfyUI detects the generated layout as {type(config).__name__}, not SD15")
+    return layout
+
+
+def _build_sd15(out: Path, dtype: torch.dtype, seed: int) -> None:
+    """Write the random SD1.5 checkpoint to ``out`` (run with ComfyUI on sys.path)."""
+    from safetensors.torch import save_file
+
+    tensors = {}
+    for key, (shape, kind) in sd15_layout().items():
+        if kind == "position_ids":
+            tensors[key] = torch.arange(shape[-1], dtype=torch.int64).reshape(shape)
+        else:
+            tensors[key] = _random_tensor(key, shape, dtype, seed, None)
+    save_file(tensors, str(out), metadata={"kinema_random": json.dumps({"seed": seed, "dtype": str(dtype)})})
+
+
+def _build_sd15_main(argv: list[str]) -> None:
+    """Subprocess entry: ``_models.py sd15 --tree T --out P --dtype float16 --seed 0``."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--tree", required=True)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--dtype", default="float16", choices=sorted(DTYPES))
+    parser.add_argument("--seed", type=int, default=0)
+    ns = parser.parse_args(argv)
+    sys.path.insert(0, ns.tree)
+    import comfy.cli_args
+
+    comfy.cli_args.args.cpu = True
+    _build_sd15(Path(ns.out), DTYPES[ns.dtype], ns.seed)
+
+
+def sd15_checkpoint(dtype: torch.dtype = torch.float16, *, seed: int = 0, tree: Path | None = None) -> Path:
+    """The cached random SD1.5 checkpoint (built in a ComfyUI subprocess on first use, ~1 min)."""
+    recipe = {"kind": "sd15", "v": RECIPE_VERSION, "dtype": _dtype_name(dtype), "seed": seed}
+
+    def build(tmp: Path) -> None:
+        host = tree
+        if host is None:
+            from _comfy import find_comfyui
+
+            host, why = find_comfyui()
+            if host is None:
+                raise RuntimeError(f"cannot build the SD1.5 layout: {why}")
+        cmd = [sys.executable, str(Path(__file__).resolve()), "sd15", "--tree", str(host), "--out", str(tmp),
+               "--dtype", recipe["dtype"], "--seed", str(seed)]
+        env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+        proc = subprocess.run(cmd, cwd=host, env=env, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S)
+        if proc.returncode != 0:
+            raise RuntimeError(f"building the SD1.5 checkpoint failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+
+    return _cached("sd15", recipe, ".safetensors", build)
+
+
+def make_sd15_checkpoint(path: Path, dtype: torch.dtype = torch.float16, *, seed: int = 0,
+                         tree: Path | None = None) -> Path:
+    """Put a random full-size SD1.5 checkpoint at ``path`` (a .safetensors); returns ``path``."""
+    return place(sd15_checkpoint(dtype, seed=seed, tree=tree), Path(path))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# motion modules
+
+
+def motion_spec(version: str = "v2", widths: tuple[int, ...] = (320, 640, 1280, 1280), heads: int = 8) -> SimpleNamespace:
+    """The layout of an official motion module: v1 = no mid, PE 24; v2 = mid, PE 32; v3 = no mid, PE 32."""
+    if version not in MOTION_VERSIONS:
+        raise ValueError(f"version must be one of {sorted(MOTION_VERSIONS)}, but got {version!r}")
+    has_mid, pe_length = MOTION_VERSIONS[version]
+    levels = len(widths)
+    return SimpleNamespace(widths=tuple(widths), down_modules_per_level=(2,) * levels,
+                           up_modules_per_level=(3,) * levels, has_mid_block=has_mid, pe_length=pe_length, heads=heads)
+
+
+def _motion_model_class() -> type:
+    """``MotionModel``, from the already imported pack (``kinema``) if any, else from the repo's ``motion_modules``."""
+    pack = sys.modules.get("kinema.motion_modules.model")
+    if pack is not None:
+        return pack.MotionModel
+    if str(REPO_ROOT) not in sys.path:
+        sys.path.append(str(REPO_ROOT))  # appended: ComfyUI's tree (if any) stays ahead of the repo
+    from motion_modules.model import MotionModel
+
+    return MotionModel
+
+
+def motion_state_dict(version: str = "v2", dtype: torch.dtype = torch.float16,
+                      widths: tuple[int, ...] = (320, 640, 1280, 1280), *, seed: int = 0) -> dict[str, torch.Tensor]:
+    """A random motion-module state dict in the official key layout (``down_blocks.0.motion_modules.0...``)."""
+    model_cls = _motion_model_class()
+    sinusoid = sys.modules[model_cls.__module__].sinusoid
+    with torch.device("meta"):
+        model = model_cls(motion_spec(version, widths))
+    out = {}
+    for key, meta in model.state_dict().items():
+        if key.endswith("pos_encoder.pe"):  # (1, pe_length, channels)
+            out[key] = sinusoid(meta.shape[1], meta.shape[2]).to(dtype)
+        else:
+            out[key] = _random_tensor(key, tuple(meta.shape), dtype, seed, 0.02)
+    return out
+
+
+def write_motion_module(path: Path, version: str = "v2", dtype: torch.dtype = torch.float16,
+                        widths: tuple[int, ...] = (320, 640, 1280, 1280), *, seed: int = 0) -> Path:
+    """Put a random motion module at ``path``: safetensors, or a torch pickle for .ckpt/.pt/.pth; returns ``path``."""
+    path = Path(path)
+    suffix = ".ckpt" if path.suffix in {".ckpt", ".pt", ".pth"} else ".safetensors"
+    recipe = {"kind": "motion", "v": RECIPE_VERSION, "version": version, "dtype": _dtype_name(dtype),
+              "widths": list(widths), "seed": seed, "format": suffix}
+    motion_spec(version, widths)  # validate before building
+
+    def build(tmp: Path) -> None:
+        sd = motion_state_dict(version, dtype, widths, seed=seed)
+        if suffix == ".ckpt":
+            torch.save(sd, tmp)
+        else:
+            from safetensors.torch import save_file
+
+            save_file(sd, str(tmp))
+
+    return place(_cached(f"mm_{version}", recipe, suffix, build), path)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) < 2 or sys.argv[1] != "sd15":
+        sys.exit("usage: _models.py sd15 --tree TREE --out PATH [--dtype float16] [--seed 0]")
+    started = time.perf_counter()
+    _build_sd15_main(sys.argv[2:])
+    print(f"built in {time.perf_counter() - started:.1f}s", file=sys.stderr)
