@@ -4,6 +4,18 @@ Pure python/torch versions of the schedules and fuse methods in ComfyUI core's
 ``comfy/context_windows.py`` (0.3.64 / 0.8.0), under the same option names, plus a ``gaussian``
 fuse method. Schedules come from neggles/animatediff-cli ``pipelines/context.py``; the pyramid
 weights follow the weighted average of FreeNoise (Qiu et al. 2023, arXiv 2310.15169).
+
+Where this differs from core, on purpose:
+- stride levels (windows of every 2nd, 4th, ... frame) are kept only while length * spacing <= frames,
+  so no window repeats a frame; core allows one level more;
+- a clip of exactly ``length`` frames is one window for every schedule (core's looped schedule
+  shifts it);
+- standard_uniform splits a wrapping window into an end window plus a start window of the same
+  spacing (core inserts a contiguous one), and adds the start window only where the wrapped frames
+  are not already covered; closed_loop only affects looped_uniform, as in core;
+- overlap-linear ramps never reach 0 (core starts at 1e-37) and read "borders another window"
+  from the window's first/last index, so wrapping looped windows are ramped too.
+With stride 1 the window sets equal core's in every case checked (frames < 70, length < 20, steps 0-5).
 """
 
 from __future__ import annotations
@@ -114,11 +126,11 @@ def _strided(start: int, length: int, spacing: int) -> list[int]:
     return list(range(start, start + length * spacing, spacing))
 
 
-def _dedupe(windows: list[list[int]]) -> list[list[int]]:
+def _dedupe(candidates: list[list[int]]) -> list[list[int]]:
     """Drop repeated windows, keeping the first of each."""
     seen: set[tuple[int, ...]] = set()
     unique = []
-    for window in windows:
+    for window in candidates:
         if tuple(window) not in seen:
             seen.add(tuple(window))
             unique.append(window)
@@ -141,40 +153,40 @@ def _batched(num_frames: int, opts: ContextOptions, step: int) -> list[list[int]
 
 def _looped(num_frames: int, opts: ContextOptions, step: int) -> list[list[int]]:
     """Step-shifted windows that wrap around the clip's end back to frame 0 (core looped_uniform)."""
-    windows = []
+    result = []
     for spacing in _stride_levels(num_frames, opts):
         for start in _looped_starts(num_frames, opts, step, spacing, opts.closed_loop):
-            windows.append([i % num_frames for i in _strided(start, opts.length, spacing)])
-    return _dedupe(windows)
+            result.append([i % num_frames for i in _strided(start, opts.length, spacing)])
+    return _dedupe(result)
 
 
 def _uniform_level(num_frames: int, opts: ContextOptions, step: int, spacing: int) -> list[list[int]]:
     """One spacing level of standard_uniform: wrapping windows split into an end and a start window."""
     span = (opts.length - 1) * spacing + 1
-    windows, heads = [], []
+    result, heads = [], []
     for start in _looped_starts(num_frames, opts, step, spacing, loop=False):
         start %= num_frames
         if start + span <= num_frames:
-            windows.append(_strided(start, opts.length, spacing))
+            result.append(_strided(start, opts.length, spacing))
             continue
-        windows.append(_strided(num_frames - span, opts.length, spacing))
+        result.append(_strided(num_frames - span, opts.length, spacing))
         first_wrapped = start + math.ceil((num_frames - start) / spacing) * spacing - num_frames
         wrapped = range(first_wrapped, start + span - num_frames, spacing)
         heads.append((_strided(first_wrapped, opts.length, spacing), wrapped))
-    covered = {i for window in windows for i in window}
+    covered = {i for window in result for i in window}
     for head, wrapped in heads:  # a start window only where its wrapped frames are not yet covered
         if not covered.issuperset(wrapped):
-            windows.append(head)
+            result.append(head)
             covered.update(head)
-    return windows
+    return result
 
 
 def _uniform(num_frames: int, opts: ContextOptions, step: int) -> list[list[int]]:
     """Step-shifted windows that never wrap: a wrapping window is moved to the clip's end (core standard_uniform)."""
-    windows = []
+    result = []
     for spacing in _stride_levels(num_frames, opts):
-        windows += _uniform_level(num_frames, opts, step, spacing)
-    return _dedupe(windows)
+        result += _uniform_level(num_frames, opts, step, spacing)
+    return _dedupe(result)
 
 
 SCHEDULES: dict[ContextSchedule, Callable[[int, ContextOptions, int], list[list[int]]]] = {
