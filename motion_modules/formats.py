@@ -371,6 +371,6 @@ def validate(sd: Mapping[str, Tensor], spec: MotionModuleSpec, source: str = "<s
     parts = [f"{len(names)} {label} (first: {first_few(names)})" for names, label in
              ((missing, "missing"), (unexpected, "unexpected"), (wrong, "with the wrong shape or dtype")) if names]
     label = f"{FAMILY_NAMES[spec.family]} {VERSION_NAMES[spec.version]}"
-    raise KeyLayoutError(f"{source}: expected the {len(expected)} keys of a {label} motion module, "
+    raise KeyLayoutError(f"{source}: expected the {len(expected)} keys of an {label} motion module, "
                          f"found {'; '.join(parts)}.", missing=missing, unexpected=unexpected,
                          wrong_shapes=[p.split(" ")[0] for p in wrong])

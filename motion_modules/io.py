@@ -101,7 +101,8 @@ def _sniff(path: Path, name: str) -> str:
                                   f"instead of the weights (fetch the real file, e.g. git lfs pull).")
     if head.startswith(b"GGUF"):
         raise UnreadableFileError(f"{name}: expected .safetensors or a PyTorch checkpoint, found a GGUF file.")
-    what = "not a safetensors file (header" if path.suffix == ".safetensors" else "unrecognised content ("
+    what = "content that is not a safetensors file (header" if path.suffix == ".safetensors" \
+        else "unrecognised content (it"
     raise UnreadableFileError(f"{name}: expected .safetensors or a PyTorch checkpoint, found {what} "
                               f"starts with bytes {head[:8].hex(' ')}).")
 

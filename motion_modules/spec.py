@@ -7,6 +7,7 @@ The internal layout is the official AnimateDiff checkpoint naming (guoyww/Animat
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, replace
 
@@ -81,23 +82,29 @@ class MotionModuleSpec:
         return " · ".join(parts)
 
 
-def sinusoidal_pe(length: int, channels: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """The standard sinusoid table (Vaswani et al. 2017) as AnimateDiff stores it, shape (1, length, channels)."""
+@functools.lru_cache(maxsize=64)
+def _sinusoid_table(length: int, channels: int) -> torch.Tensor:
+    """The float64 table behind ``sinusoidal_pe`` (cached: the same few sizes recur for every module)."""
     position = torch.arange(length, dtype=torch.float64).unsqueeze(1)
     div = torch.exp(torch.arange(0, channels, 2, dtype=torch.float64) * (-math.log(10000.0) / channels))
     pe = torch.zeros(1, length, channels, dtype=torch.float64)
     pe[0, :, 0::2] = torch.sin(position * div)
     pe[0, :, 1::2] = torch.cos(position * div)
-    return pe.to(dtype)
+    return pe
+
+
+def sinusoidal_pe(length: int, channels: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """The standard sinusoid table (Vaswani et al. 2017) as AnimateDiff stores it, shape (1, length, channels)."""
+    return _sinusoid_table(length, channels).to(dtype, copy=True)
 
 
 def module_prefixes(spec: MotionModuleSpec) -> list[tuple[str, int]]:
     """``(prefix, channels)`` of every motion module, e.g. ``("down_blocks.0.motion_modules.1", 320)``."""
-    seats = [(f"down_blocks.{i}", c, n) for i, (c, n) in enumerate(zip(spec.widths, spec.down_modules_per_level))]
+    seats = [(f"down_blocks.{i}", c, n) for i, (c, n) in enumerate(zip(spec.widths, spec.down_modules_per_level, strict=True))]
     if spec.has_mid_block:
         seats.append(("mid_block", spec.widths[-1], 1))
     up_widths = tuple(reversed(spec.widths))
-    seats += [(f"up_blocks.{i}", c, n) for i, (c, n) in enumerate(zip(up_widths, spec.up_modules_per_level))]
+    seats += [(f"up_blocks.{i}", c, n) for i, (c, n) in enumerate(zip(up_widths, spec.up_modules_per_level, strict=True))]
     return [(f"{seat}.motion_modules.{j}", c) for seat, c, n in seats for j in range(n)]
 
 
