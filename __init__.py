@@ -1,16 +1,13 @@
-"""Kinema: AnimateDiff for ComfyUI. Entry point only: the extension, its nodes, and our model folders."""
-from comfy_api.latest import ComfyExtension, io
+"""Kinema: AnimateDiff for ComfyUI. Entry point only.
 
-from .comfy_glue.loading import register_folders
-from .nodes import NODES
-
-register_folders()
-
-
-class KinemaExtension(ComfyExtension):
-    async def get_node_list(self) -> list[type[io.ComfyNode]]:
-        return list(NODES)
+ComfyUI calls ``comfy_entrypoint`` once at start-up; that registers our model folders and returns the
+extension with its node list. Importing this package does nothing else (no ComfyUI import, no model
+load, no network), so tools such as pytest can import it outside ComfyUI.
+"""
 
 
-async def comfy_entrypoint() -> KinemaExtension:
+async def comfy_entrypoint():
+    """The V3 extension of this pack."""
+    from .nodes.extension import KinemaExtension
+
     return KinemaExtension()

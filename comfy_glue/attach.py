@@ -22,7 +22,7 @@ import torch
 from ..motion_modules.model import MotionCall, group_norm_across_frames
 from ..sampling.context import ContextOptions, fuse_weights, windows
 from ..sampling.frames import check_frame_count
-from .schedule import motion_model_sampling
+from .schedule import BetaSchedule, motion_model_sampling
 from .unet import Placement, check_fits
 
 KEY = "kinema_motion"
@@ -184,7 +184,7 @@ def _drop_previous(model) -> None:
     embed[:] = [p for p in embed if not isinstance(p[1], Attachment)]
 
 
-def attach(model, motion, scale: float = 1.0, beta_schedule: str = "auto"):
+def attach(model, motion, scale: float = 1.0, beta_schedule: str = BetaSchedule.AUTO.value):
     """A clone of ``model`` that animates with ``motion`` (a LoadedMotionModule); ``model`` is untouched."""
     seats = check_fits(model, motion.spec, motion.channels, motion.name)
     m = model.clone()

@@ -32,6 +32,7 @@ class LayoutSpec(Protocol):
     has_mid_block: bool
     pe_length: int
     heads: int
+    module_groupnorm: str  # "per_frame" | "across_frames": how each module's own input GroupNorm runs
 
 
 def sdpa_attention(q: Tensor, k: Tensor, v: Tensor, heads: int) -> Tensor:
@@ -171,11 +172,16 @@ class TemporalTransformerBlock(nn.Module):
 
 
 class TemporalTransformer(nn.Module):
-    """GroupNorm (per frame) → proj_in → transformer block → proj_out, added to the input."""
+    """GroupNorm → proj_in → transformer block → proj_out, added to the input.
 
-    def __init__(self, channels: int, heads: int, pe_length: int, operations=nn, dtype=None, device=None):
+    The GroupNorm runs per frame (AnimateDiff v1-v3) or over all frames of a clip (SDXL beta).
+    """
+
+    def __init__(self, channels: int, heads: int, pe_length: int, operations=nn, dtype=None, device=None,
+                 norm_across_frames: bool = False):
         super().__init__()
         kw = {"dtype": dtype, "device": device}
+        self.norm_across_frames = norm_across_frames
         self.norm = operations.GroupNorm(NORM_GROUPS, channels, eps=NORM_EPS, affine=True, **kw)
         self.proj_in = operations.Linear(channels, channels, **kw)
         self.transformer_blocks = nn.ModuleList(
@@ -186,7 +192,8 @@ class TemporalTransformer(nn.Module):
     def forward(self, x: Tensor, call: MotionCall) -> Tensor:
         """x: (b f) c h w, frames of each clip contiguous; returns the same shape."""
         _, _, h, w = x.shape
-        tokens = rearrange(self.norm(x), "(b f) c h w -> (b h w) f c", f=call.frames)
+        normed = group_norm_across_frames(x, call.frames, self.norm) if self.norm_across_frames else self.norm(x)
+        tokens = rearrange(normed, "(b f) c h w -> (b h w) f c", f=call.frames)
         tokens = self.proj_in(tokens)
         positions = call.pe_positions(x.device)
         for block in self.transformer_blocks:
@@ -201,9 +208,11 @@ class TemporalTransformer(nn.Module):
 class MotionModule(nn.Module):
     """One insertion point in the UNet; the ``temporal_transformer`` name matches the checkpoints."""
 
-    def __init__(self, channels: int, heads: int, pe_length: int, operations=nn, dtype=None, device=None):
+    def __init__(self, channels: int, heads: int, pe_length: int, operations=nn, dtype=None, device=None,
+                 norm_across_frames: bool = False):
         super().__init__()
-        self.temporal_transformer = TemporalTransformer(channels, heads, pe_length, operations, dtype, device)
+        self.temporal_transformer = TemporalTransformer(channels, heads, pe_length, operations, dtype, device,
+                                                        norm_across_frames)
 
     def forward(self, x: Tensor, call: MotionCall) -> Tensor:
         return self.temporal_transformer(x, call)
@@ -213,11 +222,12 @@ class MotionLevel(nn.Module):
     """The motion modules of one UNet level (``…_blocks.N.motion_modules.M``)."""
 
     def __init__(self, channels: int, count: int, heads: int, pe_length: int, operations=nn, dtype=None,
-                 device=None):
+                 device=None, norm_across_frames: bool = False):
         super().__init__()
-        self.motion_modules = nn.ModuleList(
-            [MotionModule(channels, heads, pe_length, operations, dtype, device) for _ in range(count)]
-        )
+        self.motion_modules = nn.ModuleList([
+            MotionModule(channels, heads, pe_length, operations, dtype, device, norm_across_frames)
+            for _ in range(count)
+        ])
 
 
 class MotionModel(nn.Module):
@@ -226,7 +236,8 @@ class MotionModel(nn.Module):
     def __init__(self, spec: LayoutSpec, operations=nn, dtype=None, device=None):
         super().__init__()
         kw = {"heads": spec.heads, "pe_length": spec.pe_length, "operations": operations,
-              "dtype": dtype, "device": device}
+              "dtype": dtype, "device": device,
+              "norm_across_frames": getattr(spec, "module_groupnorm", "per_frame") == "across_frames"}
         up_widths = tuple(reversed(spec.widths))
         self.down_blocks = nn.ModuleList(
             [MotionLevel(c, n, **kw) for c, n in zip(spec.widths, spec.down_modules_per_level)]

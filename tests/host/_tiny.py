@@ -1,0 +1,53 @@
+"""Tiny SD1.5-shaped ComfyUI models with random weights, built in-process for fast host tests."""
+from __future__ import annotations
+
+import torch
+
+TINY_WIDTH = 32  # model_channels; levels 32/64/128/128 (GroupNorm(32) and 8 heads still fit)
+TINY_CONTEXT = 32
+
+
+def tiny_unet_config(width: int = TINY_WIDTH, context_dim: int = TINY_CONTEXT) -> dict:
+    """An SD1.5 UNet config (ComfyUI naming) shrunk to ``width`` channels."""
+    return {
+        "use_checkpoint": False, "image_size": 32, "out_channels": 4, "use_spatial_transformer": True,
+        "legacy": False, "num_classes": None, "adm_in_channels": None, "in_channels": 4,
+        "model_channels": width, "num_res_blocks": [2, 2, 2, 2], "channel_mult": [1, 2, 4, 4],
+        "transformer_depth": [1, 1, 1, 1, 1, 1, 0, 0], "transformer_depth_middle": 1,
+        "transformer_depth_output": [0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1],
+        "use_linear_in_transformer": False, "context_dim": context_dim, "num_heads": 8,
+        "num_head_channels": -1, "use_temporal_resblock": False, "use_temporal_attention": False,
+    }
+
+
+def randomize(module: torch.nn.Module, seed: int = 0, std: float = 0.05) -> torch.nn.Module:
+    """Fill every parameter with seeded small normals (norm weights around 1)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            noise = torch.randn(p.shape, generator=g) * std
+            if name.endswith("weight") and p.ndim == 1:
+                noise += 1.0
+            p.copy_(noise.to(p.dtype))
+    return module
+
+
+def tiny_sd15_patcher(seed: int = 0, width: int = TINY_WIDTH):
+    """A ModelPatcher around a random tiny SD1.5 BaseModel on the CPU (eps prediction)."""
+    import comfy.model_base
+    import comfy.model_patcher
+    import comfy.supported_models
+
+    config = comfy.supported_models.SD15(tiny_unet_config(width))
+    config.set_inference_dtype(torch.float32, None)
+    model = comfy.model_base.BaseModel(config, device="cpu")
+    randomize(model.diffusion_model, seed)
+    model.diffusion_model.eval()
+    return comfy.model_patcher.ModelPatcher(model, load_device=torch.device("cpu"),
+                                            offload_device=torch.device("cpu"))
+
+
+def conditioning(frames_seed: int = 0, tokens: int = 7, dim: int = TINY_CONTEXT) -> list:
+    """A ComfyUI CONDITIONING value with one random text embedding."""
+    g = torch.Generator().manual_seed(frames_seed)
+    return [[torch.randn(1, tokens, dim, generator=g), {}]]
