@@ -142,6 +142,19 @@ def test_diffusers_folder_round_trips_to_the_original_weights(tmp_path, version,
     _assert_same(loaded, internal)
 
 
+def test_diffusers_bin_folder_and_full_unet_motion_model(tmp_path):
+    """A folder with diffusion_pytorch_model.bin, and a whole UNetMotionModel save, both yield the modules."""
+    spec, internal, _ = _file_layout("v2")
+    diffusers = to_diffusers_keys(internal)
+    folder = write_diffusers_dir(diffusers, tmp_path / "bin", diffusers_config(spec),
+                                 weights_name="diffusion_pytorch_model.bin")
+    _assert_same(load_motion_module(folder)[1], internal)
+    whole = write_safetensors(bundle_with_unet(diffusers, prefix=""), tmp_path / "unet_motion.safetensors")
+    loaded_spec, loaded = load_motion_module(whole)
+    assert (loaded_spec.source_layout, loaded_spec.bundled_unet) == ("diffusers", True)
+    _assert_same(loaded, internal)
+
+
 def test_diffusers_single_file_without_config(tmp_path):
     """A lone MotionAdapter .safetensors (no config.json) loads, PE from its stored pos_embed tables."""
     spec, internal, _ = _file_layout("v1")
