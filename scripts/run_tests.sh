@@ -3,8 +3,9 @@
 #
 #   scripts/run_tests.sh [extra pytest args...]
 #
-# Trees: $COMFYUI_PATHS (colon-separated) if set, else the one tests/host/_comfy.py finds
-# ($COMFYUI_PATH, the ComfyUI enclosing this pack, ~/comfy/ComfyUI). Python: ${KINEMA_PYTHON:-python}.
+# Trees: $COMFYUI_PATHS (colon-separated) if set, else what `tests/host/_comfy.py --all` finds:
+# $COMFYUI_PATH, else the ComfyUI enclosing this pack, else ~/comfy/ComfyUI and ~/comfy/ComfyUI-0.8
+# where present. Python: ${KINEMA_PYTHON:-python}.
 # Exits non-zero if any run failed. Pytest's exit 5 (no tests collected) is accepted only for the host
 # tier when no ComfyUI exists; a listed tree that is not a ComfyUI tree is a failure.
 set -uo pipefail
@@ -39,8 +40,8 @@ trees=()
 if [ -n "${COMFYUI_PATHS:-}" ]; then
   IFS=: read -r -a trees <<< "$COMFYUI_PATHS"
 else
-  if found="$("$py" tests/host/_comfy.py 2>&1)"; then
-    trees=("$found")
+  if found="$("$py" tests/host/_comfy.py --all 2>&1)"; then
+    mapfile -t trees <<< "$found"
   elif [ -n "${COMFYUI_PATH:-}" ]; then
     summary+=("host: FAILED ($found)"); failed=1
     echo "== ${summary[-1]}"

@@ -1,7 +1,8 @@
 """Find a ComfyUI tree and import it (and the pack, as package ``kinema``) into this process.
 
 Stdlib only at import time; ComfyUI and torch are imported lazily by :func:`import_comfy`.
-Run as a script to print the tree the host tier would use: ``python tests/host/_comfy.py``.
+Run as a script to print the tree the host tier would use (``python tests/host/_comfy.py``), or with
+``--all`` every tree scripts/run_tests.sh tests by default.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from types import ModuleType
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PACK_NAME = "kinema"
 DEFAULT_TREE = Path.home() / "comfy" / "ComfyUI"
+SECOND_TREE = Path.home() / "comfy" / "ComfyUI-0.8"  # the newer host this pack is also tested on
 NO_COMFY_REASON = "no ComfyUI found: set COMFYUI_PATH or unpack one at ~/comfy/ComfyUI"
 
 
@@ -43,6 +45,18 @@ def find_comfyui() -> tuple[Path | None, str]:
     if is_comfy_tree(DEFAULT_TREE):
         return DEFAULT_TREE.resolve(), "~/comfy/ComfyUI"
     return None, NO_COMFY_REASON
+
+
+def find_all_comfyui() -> tuple[list[Path], str]:
+    """Every tree to test by default: the one :func:`find_comfyui` picks, plus ``~/comfy/ComfyUI-0.8``
+    when neither ``$COMFYUI_PATH`` nor an enclosing ComfyUI chose the tree."""
+    tree, why = find_comfyui()
+    if tree is not None and why != "~/comfy/ComfyUI":
+        return [tree], why
+    trees = [tree] if tree is not None else []
+    if not os.environ.get("COMFYUI_PATH", "").strip() and is_comfy_tree(SECOND_TREE):
+        trees.append(SECOND_TREE.resolve())
+    return trees, why if trees else NO_COMFY_REASON
 
 
 def comfy_version(tree: Path) -> str:
@@ -137,7 +151,8 @@ def import_comfy(tree: Path, base_dir: Path) -> ComfyInProcess:
     if mm.cpu_state != mm.CPUState.CPU:
         raise RuntimeError("comfy.model_management was imported before args.cpu was set; it is not on the CPU")
     import folder_paths
-    import nodes
+
+    import nodes  # ComfyUI's nodes.py: put_tree_first made the tree sys.path[0]
 
     check_nodes_module(tree)
     real_base = Path(folder_paths.base_path)
@@ -167,8 +182,9 @@ def import_pack(root: Path = REPO_ROOT, name: str = PACK_NAME) -> ModuleType:
 
 
 if __name__ == "__main__":
-    found, why = find_comfyui()
-    if found is None:
+    found, why = find_all_comfyui() if "--all" in sys.argv[1:] else find_comfyui()
+    found = found if isinstance(found, list) else [found] if found else []
+    if not found:
         print(why, file=sys.stderr)
         sys.exit(1)
-    print(found)
+    print("\n".join(str(tree) for tree in found))

@@ -102,12 +102,22 @@ class ComfyServer:
     def output_dir(self) -> Path:
         return self.base_dir / "output"
 
-    def start(self) -> ComfyServer:
-        """Start the process and wait until GET /system_stats answers 200."""
+    def start(self, attempts: int = 3) -> ComfyServer:
+        """Start the process and wait until GET /system_stats answers 200 (new port if the last was taken)."""
         for sub in ("custom_nodes", "models", "input", "output", "temp", "user"):
             (self.base_dir / sub).mkdir(parents=True, exist_ok=True)
         if self.with_pack:
             link_pack(self.base_dir / "custom_nodes")
+        for attempt in range(attempts):
+            try:
+                return self._start_once()
+            except ServerError as err:
+                if attempt + 1 == attempts or "address already in use" not in str(err).lower():
+                    raise
+        raise AssertionError("unreachable")
+
+    def _start_once(self) -> ComfyServer:
+        """One start on a fresh free port; stops the process again if it does not come up."""
         self.port = free_port()
         cmd = [self.python, "main.py", "--cpu", "--listen", HOST, "--port", str(self.port),
                "--disable-auto-launch", "--base-directory", str(self.base_dir),
@@ -117,6 +127,8 @@ class ComfyServer:
         env.pop("COMFYUI_PATH", None)
         started = time.monotonic()
         with open(self.log_path, "ab") as log:
+            log.write(f"\n=== kinema: {' '.join(cmd)} (cwd {self.tree})\n".encode())
+            log.flush()
             self.proc = subprocess.Popen(cmd, cwd=self.tree, env=env, stdout=log, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL, start_new_session=True)
         try:
