@@ -162,14 +162,22 @@ def _diffusion_model_wrapper(attachment: Attachment):
     return wrapper
 
 
-def _outer_sample_wrapper(attachment: Attachment):
-    def wrapper(executor, *args, **kwargs):
-        noise = args[0] if args else kwargs["noise"]
-        guider = executor.class_obj
-        has_context = guider.model_options.get("context_handler") is not None
+def current_attachment(model_options: dict) -> Attachment | None:
+    """The Attachment a model's options carry (after any replacement, e.g. by ``with_views``)."""
+    patches = model_options.get("transformer_options", {}).get("patches", {})
+    found = [h for _, h in patches.get("forward_timestep_embed_patch", []) if isinstance(h, Attachment)]
+    return found[-1] if found else None
+
+
+def _outer_sample_wrapper(executor, *args, **kwargs):
+    """Check the frame count against the module before sampling starts."""
+    noise = args[0] if args else kwargs["noise"]
+    options = executor.class_obj.model_options
+    attachment = current_attachment(options)
+    if attachment is not None:
+        has_context = options.get("context_handler") is not None or attachment.views is not None
         check_frame_count(noise.shape[0], attachment.spec.pe_length, has_context)
-        return executor(*args, **kwargs)
-    return wrapper
+    return executor(*args, **kwargs)
 
 
 def _drop_previous(model) -> None:
@@ -194,7 +202,7 @@ def attach(model, motion, scale: float = 1.0, beta_schedule: str = BetaSchedule.
     m.set_injections(KEY, [_injection(attachment)])
     m.set_additional_models(KEY, [motion.patcher.clone()])
     m.set_model_forward_timestep_embed_patch((MotionSlot, attachment))
-    m.add_wrapper_with_key(pe.WrappersMP.OUTER_SAMPLE, KEY, _outer_sample_wrapper(attachment))
+    m.add_wrapper_with_key(pe.WrappersMP.OUTER_SAMPLE, KEY, _outer_sample_wrapper)
     if attachment.across_frames_norm:
         m.add_wrapper_with_key(pe.WrappersMP.DIFFUSION_MODEL, KEY, _diffusion_model_wrapper(attachment))
     # Seat the slots for every run and take them out afterwards, so the shared UNet is pristine between

@@ -1,0 +1,96 @@
+"""The example workflows on a real ComfyUI server: random full-size SD1.5 + v2 module, small and fast."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from _comfy import REPO_ROOT
+from _models import write_motion_module
+from _server import execution_error
+from _workflow import load_workflow, workflow_to_prompt
+
+pytestmark = [pytest.mark.host, pytest.mark.server]
+
+WORKFLOWS = REPO_ROOT / "example_workflows"
+MOTION_NAME = "kinema-random-v2.safetensors"
+
+
+@pytest.fixture(scope="module")
+def server_motion(comfy_server, tmp_path_factory) -> str:
+    """A random full-size v2-layout module (fp16) in the server's animatediff_models folder."""
+    path = write_motion_module(tmp_path_factory.mktemp("mm") / MOTION_NAME, "v2")
+    return comfy_server.add_model("animatediff_models", path, MOTION_NAME)
+
+
+def frames_of(path: Path) -> list:
+    """Every frame of an animated WEBP as an RGB array."""
+    import numpy as np
+    from PIL import Image, ImageSequence
+
+    with Image.open(path) as im:
+        return [np.asarray(f.convert("RGB"), dtype=np.float32) for f in ImageSequence.Iterator(im)]
+
+
+def run_example(server, name: str, ckpt: str, motion: str, frames: int, **extra) -> list:
+    """Run ``example_workflows/<name>.json`` at 64x64, 2 steps; returns the saved animation's frames."""
+    workflow = load_workflow(WORKFLOWS / f"{name}.json")
+    overrides = {
+        "CheckpointLoaderSimple": {"ckpt_name": ckpt},
+        "KinemaLoadMotionModule": {"model_name": motion},
+        "EmptyLatentImage": {"width": 64, "height": 64, "batch_size": frames},
+        "KinemaSampleAnimation": {"steps": 2, **extra},
+    }
+    prompt = workflow_to_prompt(workflow, server.object_info(), overrides)
+    offset = len(server.log_text())
+    entry = server.run(prompt, timeout=900)
+    assert server.tracebacks(server.log_since(offset)) == []
+    webps = [p for p in server.output_files(entry) if p.suffix == ".webp"]
+    assert len(webps) == 1, server.output_files(entry)
+    return frames_of(webps[0])
+
+
+def test_object_info_lists_our_nodes_with_tooltips(comfy_server):
+    """/object_info lists every node of the pack, and every input has a tooltip."""
+    info = comfy_server.object_info()
+    ours = {k: v for k, v in info.items() if k.startswith("Kinema")}
+    assert {"KinemaLoadMotionModule", "KinemaApplyMotionModule", "KinemaSampleAnimation",
+            "KinemaContextScheduler"} <= set(ours)
+    for node_id, node in ours.items():
+        for group in ("required", "optional"):
+            for name, spec in (node["input"].get(group) or {}).items():
+                assert len(spec) > 1 and spec[1].get("tooltip"), f"{node_id}.{name} has no tooltip"
+
+
+def test_text_to_video_16_frames(comfy_server, server_sd15, server_motion):
+    """The 16-frame text-to-video example finishes with 16 non-blank frames and no traceback."""
+    frames = run_example(comfy_server, "text_to_video_16_frames", server_sd15, server_motion, 16)
+    assert len(frames) == 16
+    assert all(f.shape == (64, 64, 3) and f.std() > 0 for f in frames)
+
+
+def test_long_video_64_frames_with_context_windows(comfy_server, server_sd15, server_motion):
+    """The 64-frame context-window example (context 16, overlap 4, looped uniform) gives 64 frames."""
+    frames = run_example(comfy_server, "long_video_64_frames_context_windows", server_sd15, server_motion, 64,
+                         cfg=1.0)
+    assert len(frames) == 64
+    assert all(f.std() > 0 for f in frames)
+
+
+@pytest.mark.parametrize("frames, message", [
+    (40, "40 frames exceed this module's limit of 32; add a Context Scheduler"),
+])
+def test_guardrail_is_an_execution_error_and_next_prompt_runs(comfy_server, server_sd15, server_motion,
+                                                              frames, message):
+    """A guardrail fails the prompt with its sentence; the next prompt on the same model runs normally."""
+    workflow = load_workflow(WORKFLOWS / "text_to_video_16_frames.json")
+    overrides = {"CheckpointLoaderSimple": {"ckpt_name": server_sd15},
+                 "KinemaLoadMotionModule": {"model_name": server_motion},
+                 "EmptyLatentImage": {"width": 64, "height": 64, "batch_size": frames},
+                 "KinemaSampleAnimation": {"steps": 1, "cfg": 1.0}}
+    prompt = workflow_to_prompt(workflow, comfy_server.object_info(), overrides)
+    entry = comfy_server.wait(comfy_server.post_prompt(prompt), timeout=600)
+    assert entry["status"]["status_str"] == "error"
+    assert message in execution_error(entry)
+    overrides["EmptyLatentImage"]["batch_size"] = 4
+    ok = comfy_server.run(workflow_to_prompt(workflow, comfy_server.object_info(), overrides), timeout=600)
+    assert ok["status"]["status_str"] == "success"
