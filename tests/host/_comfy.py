@@ -121,6 +121,13 @@ class ComfyInProcess:
 
             logging.getLogger(__name__).warning("comfy_extras that failed to import: %s", failed)
 
+    def unload_models(self) -> None:
+        """Drop every model ComfyUI's model management holds, so a session does not accumulate them."""
+        import comfy.model_management as mm
+
+        mm.unload_all_models()
+        mm.soft_empty_cache()
+
     def pack_node_classes(self) -> dict[str, type]:
         """``{node_id: class}`` from the pack's ``comfy_entrypoint`` (requires :attr:`kinema`)."""
         if self.kinema is None:

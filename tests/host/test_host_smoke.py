@@ -139,14 +139,18 @@ def test_random_sd15_is_detected_as_sd15_and_finite(comfy_core, sd15_file):
     import comfy.sd
 
     model, clip, vae = comfy.sd.load_checkpoint_guess_config(str(sd15_file), output_vae=True, output_clip=True)[:3]
-    assert type(model.model.model_config).__name__ == "SD15"
-    cond = clip.encode_from_tokens(clip.tokenize("a cat"))
-    assert cond.shape == (1, 77, 768) and torch.isfinite(cond).all()
-    torch.manual_seed(0)
-    x = torch.randn(2, 4, 8, 8)
-    eps = model.model.diffusion_model(x, torch.tensor([500.0, 500.0]), context=cond.repeat(2, 1, 1))
-    assert torch.isfinite(eps).all() and 0.05 < eps.std().item() < 10
-    assert torch.isfinite(vae.decode(x)).all()
+    try:
+        assert type(model.model.model_config).__name__ == "SD15"
+        cond = clip.encode_from_tokens(clip.tokenize("a cat"))
+        assert cond.shape == (1, 77, 768) and torch.isfinite(cond).all()
+        torch.manual_seed(0)
+        x = torch.randn(2, 4, 8, 8)
+        eps = model.model.diffusion_model(x, torch.tensor([500.0, 500.0]), context=cond.repeat(2, 1, 1))
+        assert torch.isfinite(eps).all() and 0.05 < eps.std().item() < 10
+        assert torch.isfinite(vae.decode(x)).all()
+    finally:
+        del model, clip, vae
+        comfy_core.unload_models()
 
 
 # -- UI workflow -> API prompt -----------------------------------------------------------------------------
