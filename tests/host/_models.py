@@ -108,7 +108,10 @@ def _cached(kind: str, recipe: dict, suffix: str, build: Callable[[Path], None])
 
 
 def place(src: Path, dst: Path) -> Path:
-    """Put ``src`` at ``dst`` as a hard link, else a symlink, else a copy; replaces an existing ``dst``."""
+    """Put ``src`` at ``dst`` as a hard link, else a symlink, else a copy; replaces an existing ``dst``.
+
+    The placed file shares the cache's bytes: never write into it (to corrupt a file, write a new one).
+    """
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
     if dst.is_symlink() or dst.exists():
