@@ -24,17 +24,17 @@ FRAMES, HEIGHT, WIDTH = 6, 3, 4
 TOL = 1e-5
 
 
-def _module(seed: int = 0, operations=nn, dtype=None) -> MotionModule:
+def _module(seed: int = 0, operations=nn, dtype=None, **options) -> MotionModule:
     """A tiny module with random weights everywhere, norm affines included (default init leaves them 1/0)."""
     torch.manual_seed(seed)
-    module = MotionModule(CHANNELS, HEADS, PE_LENGTH)
+    module = MotionModule(CHANNELS, HEADS, PE_LENGTH, **options)
     for name, param in module.named_parameters():
         if "norm" in name:
             with torch.no_grad():
                 param.copy_((1.0 if name.endswith("weight") else 0.0) + 0.2 * torch.randn_like(param))
     if operations is nn and dtype is None:
         return module.eval()
-    other = MotionModule(CHANNELS, HEADS, PE_LENGTH, operations=operations, dtype=dtype)
+    other = MotionModule(CHANNELS, HEADS, PE_LENGTH, operations=operations, dtype=dtype, **options)
     other.load_state_dict(module.state_dict())
     return other.eval()
 
@@ -51,11 +51,13 @@ def _run(module: MotionModule, x: torch.Tensor, frames: int = FRAMES, **call) ->
         return module(x, MotionCall(frames, **call))
 
 
-def _reference(sd: dict, x: torch.Tensor, frames: int, positions: torch.Tensor | None = None) -> torch.Tensor:
+def _reference(sd: dict, x: torch.Tensor, frames: int, positions: torch.Tensor | None = None,
+               across_frames: bool = False) -> torch.Tensor:
     """The official AnimateDiff motion-module math written out straight from the checkpoint tensors.
 
     Follows the original VanillaTemporalModule / TemporalTransformer3DModel / VersatileAttention layout:
     the stream stays (b f) (h w) c and each attention block rearranges to (b d) f c and back.
+    ``across_frames``: the input GroupNorm runs on the 5-D b c f h w tensor (the SDXL beta variant).
     """
     def p(key):
         return sd["temporal_transformer." + key]
@@ -63,7 +65,12 @@ def _reference(sd: dict, x: torch.Tensor, frames: int, positions: torch.Tensor |
     bf, c, h, w = x.shape
     b, d, head_dim = bf // frames, h * w, c // HEADS
     rows = torch.arange(frames) if positions is None else positions
-    hidden = F.group_norm(x, 32, p("norm.weight"), p("norm.bias"), eps=1e-6)  # each frame its own sample
+    if across_frames:
+        five_d = x.reshape(b, frames, c, h, w).transpose(1, 2)  # (b f) c h w -> b c f h w
+        hidden = F.group_norm(five_d, 32, p("norm.weight"), p("norm.bias"), eps=1e-6).transpose(1, 2)
+        hidden = hidden.reshape(bf, c, h, w)  # b f c h w -> (b f) c h w
+    else:
+        hidden = F.group_norm(x, 32, p("norm.weight"), p("norm.bias"), eps=1e-6)  # each frame its own sample
     hidden = hidden.permute(0, 2, 3, 1).reshape(bf, d, c)  # (b f) c h w -> (b f) (h w) c
     hidden = F.linear(hidden, p("proj_in.weight"), p("proj_in.bias"))
     block = "transformer_blocks.0."
@@ -110,6 +117,16 @@ def test_matches_reference_with_arbitrary_positions():
     x = _input()
     expected = _reference(module.state_dict(), x, FRAMES, positions)
     torch.testing.assert_close(_run(module, x, positions=positions), expected, atol=TOL, rtol=0)
+
+
+def test_across_frames_norm_option_matches_reference():
+    """norm_across_frames=True equals the reference with a 5-D GroupNorm, and differs from per-frame."""
+    module = _module(norm_across_frames=True)
+    x = _input(clips=2) * torch.linspace(0.3, 3.0, FRAMES).repeat(2)[:, None, None, None]
+    out = _run(module, x)
+    torch.testing.assert_close(out, _reference(module.state_dict(), x, FRAMES, across_frames=True),
+                               atol=TOL, rtol=0)
+    assert (out - _reference(module.state_dict(), x, FRAMES)).abs().max() > 1e-3
 
 
 def test_zero_proj_out_is_exact_identity():

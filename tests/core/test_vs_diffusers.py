@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import json
 import socket
+from dataclasses import replace
 
 import pytest
 import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from motion_modules.model import MotionCall, MotionModel, group_norm_across_frames, sinusoid
+from motion_modules.model import MotionCall, MotionModel, sinusoid
 from motion_modules.spec import expected_shapes, standard_spec
 
 diffusers = pytest.importorskip("diffusers")
@@ -193,17 +194,15 @@ def test_every_module_matches_diffusers(version, offline, tmp_path):
 
 
 def test_diffusers_norms_across_frames_and_that_is_the_only_difference(offline, tmp_path):
-    """Unpatched diffusers differs from ours; with our norm swapped to across-frames they agree again."""
+    """Unpatched diffusers differs from ours; our across-frames norm option (SDXL beta) matches it exactly."""
     spec = _spec("v2")
     sd = _original_checkpoint(spec)
-    ours, adapter = _ours(spec, sd), _diffusers(spec, sd, tmp_path)
+    adapter = _diffusers(spec, sd, tmp_path)
+    across = _ours(replace(spec, module_groupnorm="across_frames"), sd)
     name, c = _modules(spec)[0]
     x = _input(c, seed=5) * torch.linspace(0.2, 3.0, FRAMES).repeat(CLIPS)[:, None, None, None]
-    assert _max_diff(ours, adapter, name, x) > 1e-3
-    norm = ours.get_submodule(name).temporal_transformer.norm
-    norm_per_frame = norm.forward
-    norm.forward = lambda t: group_norm_across_frames(t, FRAMES, norm_per_frame)
-    assert _max_diff(ours, adapter, name, x) <= TOL
+    assert _max_diff(_ours(spec, sd), adapter, name, x) > 1e-3
+    assert _max_diff(across, adapter, name, x) <= TOL
 
 
 def test_stored_sinusoid_is_what_diffusers_recomputes(offline, tmp_path):
