@@ -2,5 +2,6 @@
 from .motion_module import ApplyMotionModule, LoadMotionModule
 from .context import ContextScheduler
 from .sample import SampleAnimation
+from .lora import ApplyMotionLoRA
 
-NODES = [LoadMotionModule, ApplyMotionModule, ContextScheduler, SampleAnimation]
+NODES = [LoadMotionModule, ApplyMotionModule, ContextScheduler, SampleAnimation, ApplyMotionLoRA]
