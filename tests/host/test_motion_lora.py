@@ -339,3 +339,20 @@ def test_node_schema_and_window_validation(comfy_host):
     assert (strength.min, strength.max, strength.default) == (-10.0, 10.0, 1.0)
     assert node.validate_inputs(start_percent=0.2, end_percent=0.8) is True
     assert "must not exceed" in node.validate_inputs(start_percent=0.8, end_percent=0.2)
+
+
+@pytest.mark.server
+def test_server_lists_the_node_and_its_lora_files(comfy_server, tmp_path):
+    """A real server registers Apply MotionLoRA (V3 schema accepted) and lists files in animatediff_motion_lora."""
+    path = tmp_path / "v2_lora_ZoomIn.safetensors"
+    save_file({"down_blocks.0.motion_modules.0.temporal_transformer.transformer_blocks.0.attention_blocks.0"
+               ".processor.to_q_lora.down.weight": torch.zeros(4, 32)}, str(path))
+    name = comfy_server.add_model("animatediff_motion_lora", path)
+    info = comfy_server.object_info(refresh=True).get("KinemaApplyMotionLoRA")
+    assert info is not None, comfy_server.log_text()[-4000:]
+    assert info["display_name"] == "Apply MotionLoRA"
+    required = info["input"]["required"]
+    assert list(required) == ["motion_module", "lora_name", "strength", "start_percent", "end_percent"]
+    combo = required["lora_name"]
+    options = combo[0] if isinstance(combo[0], list) else combo[1].get("options", [])
+    assert name in options
