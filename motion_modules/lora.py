@@ -39,7 +39,7 @@ SUFFIXES: tuple[tuple[str, str, str], ...] = (
 WRAPPER_PREFIXES = ("module.", "base_model.model.", "unet.")  # DDP, PEFT and diffusers pipeline wrappers
 KOHYA_PREFIX = "lora_unet_"
 SEAT_RE = re.compile(r"(?:^|[._])(?:(?P<kind>down_blocks|up_blocks)[._](?P<i>\d+)|mid_block)[._]"
-                     r"(?:motion_modules|temporal_attentions)[._](?P<j>\d+)(?:[._]|$)")
+                     r"motion_modules[._](?P<j>\d+)(?:[._]|$)")
 MOTION_LORA = "a MotionLoRA"  # identify_wrong_kind's name for this kind of file
 
 
@@ -122,11 +122,6 @@ def diffusers_name(internal: str) -> str:
     return re.sub(r"\.attention_blocks\.(\d)\.", lambda m: f".attn{int(m[1]) + 1}.", name)
 
 
-def hotshot_name(internal: str) -> str:
-    """The HotshotXL name of an internal layer name (``motion_modules.{j}.temporal_transformer`` -> ``temporal_attentions.{j}``)."""
-    return re.sub(r"\.motion_modules\.(\d+)\.temporal_transformer\.", r".temporal_attentions.\1.", internal)
-
-
 def _processor_name(name: str) -> str | None:
     """The attention-processor spelling of an attention projection (``….to_out.0`` -> ``….processor.to_out``)."""
     m = re.match(r"^(?P<attn>.+\.(?:attention_blocks\.\d|attn\d))\.(?P<proj>to_[qkv]|to_out)(?:\.0)?$", name)
@@ -136,7 +131,7 @@ def _processor_name(name: str) -> str | None:
 def layer_aliases(internal_weight: str) -> set[str]:
     """Every normalised lora prefix that names the layer owning ``internal_weight`` (``….weight``)."""
     base = internal_weight.removesuffix(".weight")
-    dotted = {base, diffusers_name(base), hotshot_name(base)}
+    dotted = {base, diffusers_name(base)}
     names = set(dotted)
     names |= {p for n in dotted if (p := _processor_name(n))}
     names |= {KOHYA_PREFIX + n.replace(".", "_") for n in dotted}

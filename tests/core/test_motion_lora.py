@@ -35,17 +35,21 @@ def attention_weights(spec) -> dict[str, tuple[int, int]]:
 def lora_name(internal: str, style: str) -> str:
     """The file's name for one layer, spelled the way each trainer writes it (independent of the code under test)."""
     base = internal.removesuffix(".weight")
+    diffusers = re.sub(r"\.attention_blocks\.(\d)\.", lambda m: f".attn{int(m[1]) + 1}.", base)
+    diffusers = diffusers.replace(".temporal_transformer.", ".")
     if style == "official":
         return re.sub(r"\.(to_[qkv]|to_out)(?:\.0)?$", r".processor.\1", base)
+    if style == "official-diffusers":  # diffusers save_attn_procs: processor keys on MotionAdapter names
+        return re.sub(r"\.(to_[qkv]|to_out)(?:\.0)?$", r".processor.\1", diffusers)
     if style == "peft":  # diffusers MotionAdapter names under the pipeline's unet. prefix
-        base = re.sub(r"\.attention_blocks\.(\d)\.", lambda m: f".attn{int(m[1]) + 1}.", base)
-        return "unet." + base.replace(".temporal_transformer.", ".")
+        return "unet." + diffusers
     if style == "peft-internal":
         return "base_model.model." + base
     return "lora_unet_" + base.replace(".", "_")
 
 
-FACTOR_KEYS = {"official": ("_lora.down.weight", "_lora.up.weight"), "peft": (".lora_A.weight", ".lora_B.weight"),
+FACTOR_KEYS = {"official": ("_lora.down.weight", "_lora.up.weight"),
+               "official-diffusers": ("_lora.down.weight", "_lora.up.weight"), "peft": (".lora_A.weight", ".lora_B.weight"),
                "peft-internal": (".lora_A.weight", ".lora_B.weight"),
                "kohya": (".lora_down.weight", ".lora_up.weight")}
 
@@ -64,7 +68,7 @@ def write_lora(targets: dict[str, tuple[int, int]], style: str, rank: int = 4, s
     return out
 
 
-@pytest.mark.parametrize("style", ["official", "peft", "peft-internal", "kohya"])
+@pytest.mark.parametrize("style", ["official", "official-diffusers", "peft", "peft-internal", "kohya"])
 def test_every_layer_maps_to_its_internal_weight(style):
     """Each format's pairs map one-to-one onto the module's own weight keys, nothing skipped."""
     spec = tiny_spec("v2")
