@@ -189,7 +189,7 @@ def _factor_shape(t: Tensor) -> tuple[int, int]:
 
 
 def _fit_problem(sd: Mapping[str, Tensor], pair: _Pair, shape: tuple[int, int]) -> str | None:
-    """``"<up key> is […] and <down key> is […], but <layer> is […]"`` when the factors do not fit."""
+    """``"<up key> is […] and <down key> is […]"`` when the factors do not fit a ``shape`` = (out, in) weight."""
     up, down = _factor_shape(sd[pair.up]), _factor_shape(sd[pair.down])
     if up[0] == shape[0] and down[1] == shape[1] and up[1] == down[0]:
         return None
@@ -202,7 +202,7 @@ def _mismatch_error(source: str, target: str, spec: MotionModuleSpec, problems: 
     family = lora_family(prefixes)
     what = f"one for {family} motion modules" if family else "one whose layers have other widths"
     internal, problem = problems[0]
-    weight = dict(lora_targets(spec))[internal]
+    weight = lora_targets(spec)[internal]
     return MotionLoRAShapeError(
         f"{source}: expected a MotionLoRA for {target} ({describe_module(spec)}), found {what}: {problem}, but the "
         f"module's {internal} is {list(weight)} ({len(problems)} of {applied} layers do not fit).")
@@ -213,7 +213,7 @@ def plan_motion_lora(sd: Mapping[str, Tensor], spec: MotionModuleSpec, source: s
     """Check a MotionLoRA against a motion module and map its pairs to internal weight keys; raises if it cannot apply."""
     check_kind(sd, source)
     pairs, other = _pairs(list(sd))
-    table, seats = alias_table(spec), {p for p, _ in module_prefixes(spec)}
+    table, targets, seats = alias_table(spec), lora_targets(spec), {p for p, _ in module_prefixes(spec)}
     key_map, skipped, missing_seats, problems, ranks = {}, list(other), set(), [], []
     families: Counter = Counter()
     for prefix, pair in pairs.items():
@@ -227,7 +227,7 @@ def plan_motion_lora(sd: Mapping[str, Tensor], spec: MotionModuleSpec, source: s
             continue
         if internal in key_map.values():
             raise MotionLoRAError(f"{source}: expected one LoRA pair per layer, found two for {internal}.")
-        if problem := _fit_problem(sd, pair, lora_targets(spec)[internal]):
+        if problem := _fit_problem(sd, pair, targets[internal]):
             problems.append((internal, problem))
         key_map[prefix] = internal
         families[pair.family] += 1
