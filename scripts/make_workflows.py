@@ -92,11 +92,17 @@ def base(frames: int, size: int = 512, context: list | None = None, noise: str =
     return g
 
 
+def sdxl(frames: int = 16) -> Graph:
+    """SDXL text-to-video at SDXL's native 1024x1024 with the AnimateDiff-SDXL beta module (trained on 16 frames)."""
+    return base(frames, 1024, motion_file="mm_sdxl_v10_beta.ckpt", ckpt="sd_xl_base_1.0.safetensors")
+
+
 def main() -> None:
     OUT.mkdir(exist_ok=True)
     base(16).save("text_to_video_16_frames")
     base(64, context=[16, 4, "looped_uniform", "pyramid", 1, False, False], noise="FreeNoise").save(
         "long_video_64_frames_context_windows")
+    sdxl().save("sdxl_text_to_video_16_frames")
 
 
 if __name__ == "__main__":
