@@ -7,7 +7,7 @@ placement and the attention backend. The parameter names match the official chec
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
 import torch
@@ -71,6 +71,17 @@ class MotionCall:
     positions: Tensor | None = None  # (frames,) indices into the PE table; None = 0..frames-1
     attention_fn: AttentionFn = sdpa_attention
     scale: float = 1.0  # multiplies the module's residual contribution (1 = as trained)
+    last_row: int = field(init=False, repr=False, compare=False)  # highest PE row used, checked once on the host
+
+    def __post_init__(self) -> None:
+        """Check the positions once here, so no attention block has to (nor sync a GPU to)."""
+        if self.positions is not None and tuple(self.positions.shape) != (self.frames,):
+            raise ValueError(f"MotionCall: positions must hold one PE row per frame, shape ({self.frames},), "
+                             f"but got shape {tuple(self.positions.shape)}")
+        if self.positions is not None and self.frames and int(self.positions.min()) < 0:
+            raise ValueError(f"MotionCall: positions must be PE rows >= 0, but got {int(self.positions.min())}")
+        last = self.frames - 1 if self.positions is None or not self.frames else int(self.positions.max())
+        object.__setattr__(self, "last_row", last)
 
     def pe_positions(self, device: torch.device) -> Tensor:
         """The PE row for each frame of the clip."""
@@ -91,12 +102,14 @@ class PositionalEncoding(nn.Module):
         super().__init__()
         self.register_buffer("pe", sinusoid(length, channels).to(device=device, dtype=dtype))
 
-    def rows(self, positions: Tensor, dtype: torch.dtype) -> Tensor:
-        """The table rows for ``positions``, shape (1, f, c), in ``dtype``."""
+    def rows(self, positions: Tensor, dtype: torch.dtype, last_row: int | None = None) -> Tensor:
+        """The table rows for ``positions``, shape (1, f, c), in ``dtype``; ``last_row`` = their max, if known."""
         length = self.pe.shape[1]
-        if positions.numel() and int(positions.max()) >= length:
+        if last_row is None and positions.numel():
+            last_row = int(positions.max())
+        if last_row is not None and last_row >= length:
             raise ValueError(
-                f"positional encoding index {int(positions.max())} is past this motion module's "
+                f"positional encoding index {last_row} is past this motion module's "
                 f"limit of {length} frames; use context windows of at most {length} frames"
             )
         return self.pe[:, positions.to(self.pe.device)].to(device=positions.device, dtype=dtype)
@@ -165,9 +178,10 @@ class TemporalTransformerBlock(nn.Module):
         self.ff = FeedForward(channels, operations, **kw)
         self.ff_norm = operations.LayerNorm(channels, **kw)
 
-    def forward(self, x: Tensor, positions: Tensor, attention_fn: AttentionFn) -> Tensor:
+    def forward(self, x: Tensor, positions: Tensor, attention_fn: AttentionFn, last_row: int) -> Tensor:
         for attention, norm in zip(self.attention_blocks, self.norms):
-            x = attention(norm(x), attention.pos_encoder.rows(positions, x.dtype), attention_fn) + x
+            pe = attention.pos_encoder.rows(positions, x.dtype, last_row)
+            x = attention(norm(x), pe, attention_fn) + x
         return self.ff(self.ff_norm(x)) + x
 
 
@@ -197,7 +211,7 @@ class TemporalTransformer(nn.Module):
         tokens = self.proj_in(tokens)
         positions = call.pe_positions(x.device)
         for block in self.transformer_blocks:
-            tokens = block(tokens, positions, call.attention_fn)
+            tokens = block(tokens, positions, call.attention_fn, call.last_row)
         tokens = self.proj_out(tokens)
         delta = rearrange(tokens, "(b h w) f c -> (b f) c h w", h=h, w=w)
         if call.scale != 1.0:

@@ -13,6 +13,8 @@ from dataclasses import dataclass, replace
 
 import torch
 
+from .model import sinusoid
+
 SD15_WIDTHS = (320, 640, 1280, 1280)
 SDXL_WIDTHS = (320, 640, 1280)
 FF_MULT = 4  # GEGLU inner width = 4C; its input projection is C -> 8C
@@ -95,7 +97,7 @@ def _sinusoid_table(length: int, channels: int) -> torch.Tensor:
 
 def sinusoidal_pe(length: int, channels: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """The standard sinusoid table (Vaswani et al. 2017) as AnimateDiff stores it, shape (1, length, channels)."""
-    return _sinusoid_table(length, channels).to(dtype, copy=True)
+    return sinusoid(length, channels).to(dtype)
 
 
 def module_prefixes(spec: MotionModuleSpec) -> list[tuple[str, int]]:

@@ -289,14 +289,12 @@ def test_injected_attention_fn_is_used():
     assert (doubled - _run(module, x)).abs().max() > 1e-3
 
 
-@pytest.mark.xfail(strict=True, reason="model.py does not check positions' length yet (reported with a fix)")
 def test_positions_of_wrong_length_raise():
     """One PE row for many frames must raise, not broadcast that row onto every frame."""
     with pytest.raises(ValueError, match="positions"):
         _run(_module(), _input(), positions=torch.tensor([5]))
 
 
-@pytest.mark.xfail(strict=True, reason="model.py does not reject negative positions yet (reported with a fix)")
 def test_negative_positions_raise():
     """A negative PE row must raise, not wrap around to the end of the table."""
     with pytest.raises(ValueError, match="positions"):
