@@ -22,6 +22,7 @@ import torch
 from ..motion_modules.model import MotionCall, group_norm_across_frames
 from ..sampling.context import ContextOptions, fuse_weights, windows
 from ..sampling.frames import check_frame_count
+from .lora import motion_step
 from .schedule import BetaSchedule, motion_model_sampling
 from .unet import Placement, check_fits
 
@@ -162,6 +163,12 @@ def _diffusion_model_wrapper(attachment: Attachment):
     return wrapper
 
 
+def _apply_model_wrapper(executor, x, t, *args, **kwargs):
+    """Tell step-windowed MotionLoRAs which sigma this model call is at (reset when the call ends)."""
+    with motion_step(t, executor.class_obj.model_sampling):
+        return executor(x, t, *args, **kwargs)
+
+
 def current_attachment(model_options: dict) -> Attachment | None:
     """The Attachment a model's options carry (after any replacement, e.g. by ``with_views``)."""
     patches = model_options.get("transformer_options", {}).get("patches", {})
@@ -183,7 +190,7 @@ def _outer_sample_wrapper(executor, *args, **kwargs):
 def _drop_previous(model) -> None:
     """Forget an attachment this clone inherited, so attaching twice replaces instead of stacking."""
     model.remove_injections(KEY)
-    for kind in (pe.WrappersMP.DIFFUSION_MODEL, pe.WrappersMP.OUTER_SAMPLE):
+    for kind in (pe.WrappersMP.DIFFUSION_MODEL, pe.WrappersMP.OUTER_SAMPLE, pe.WrappersMP.APPLY_MODEL):
         model.remove_wrappers_with_key(kind, KEY)
     for kind in (pe.CallbacksMP.ON_PRE_RUN, pe.CallbacksMP.ON_CLEANUP):
         model.remove_callbacks_with_key(kind, KEY)
@@ -203,6 +210,7 @@ def attach(model, motion, scale: float = 1.0, beta_schedule: str = BetaSchedule.
     m.set_additional_models(KEY, [motion.patcher.clone()])
     m.set_model_forward_timestep_embed_patch((MotionSlot, attachment))
     m.add_wrapper_with_key(pe.WrappersMP.OUTER_SAMPLE, KEY, _outer_sample_wrapper)
+    m.add_wrapper_with_key(pe.WrappersMP.APPLY_MODEL, KEY, _apply_model_wrapper)
     if attachment.across_frames_norm:
         m.add_wrapper_with_key(pe.WrappersMP.DIFFUSION_MODEL, KEY, _diffusion_model_wrapper(attachment))
     # Seat the slots for every run and take them out afterwards, so the shared UNet is pristine between

@@ -227,27 +227,9 @@ def test_misfits_raise_one_clear_error_and_patch_nothing(comfy_host, tmp_path, c
     assert all(torch.equal(v, original[k]) for k, v in weights(motion.patcher.model).items())
 
 
-class StepShim:
-    """What a caller of the motion module does for windowed LoRAs: run it inside ``motion_step``."""
-
-    def __init__(self, handler, model_sampling):
-        self.handler, self.model_sampling = handler, model_sampling
-
-    def __deepcopy__(self, memo):
-        return self
-
-    def __call__(self, layer, x, emb, context, transformer_options, *args, **kwargs):
-        with _kinema("comfy_glue.lora").motion_step(transformer_options["sigmas"], self.model_sampling):
-            return self.handler(layer, x, emb, context, transformer_options, *args, **kwargs)
-
-
 def attach_with_steps(base, motion):
-    """attach(), with the motion module run inside motion_step at every model call."""
-    model = _kinema("comfy_glue.attach").attach(base, motion)
-    sampling = model.get_model_object("model_sampling")
-    embed = model.model_options["transformer_options"]["patches"]["forward_timestep_embed_patch"]
-    embed[:] = [(cls, StepShim(handler, sampling)) for cls, handler in embed]
-    return model
+    """attach(): its APPLY_MODEL wrapper runs every model call inside motion_step."""
+    return _kinema("comfy_glue.attach").attach(base, motion)
 
 
 def evaluated_percents(model, steps: int, denoise: float) -> list[float]:
