@@ -22,6 +22,38 @@ def server_motion(comfy_server, tmp_path_factory) -> str:
     return comfy_server.add_model("animatediff_models", path, MOTION_NAME)
 
 
+def official_motion_lora(seed: int, rank: int = 4) -> dict:
+    """A random MotionLoRA for a full-size v2 module in the official key layout (processor.to_q_lora...)."""
+    import torch
+
+    widths = (320, 640, 1280, 1280)
+    seats = [(f"down_blocks.{i}.motion_modules.{j}", c) for i, c in enumerate(widths) for j in range(2)]
+    seats += [("mid_block.motion_modules.0", 1280)]
+    seats += [(f"up_blocks.{i}.motion_modules.{j}", c) for i, c in enumerate(reversed(widths)) for j in range(3)]
+    g = torch.Generator().manual_seed(seed)
+    sd = {}
+    for prefix, c in seats:
+        for a in (0, 1):
+            for proj in ("q", "k", "v", "out"):
+                key = f"{prefix}.temporal_transformer.transformer_blocks.0.attention_blocks.{a}.processor.to_{proj}_lora"
+                sd[f"{key}.down.weight"] = (torch.randn(rank, c, generator=g) * 0.05).half()
+                sd[f"{key}.up.weight"] = (torch.randn(c, rank, generator=g) * 0.05).half()
+    return sd
+
+
+@pytest.fixture(scope="module")
+def server_loras(comfy_server, tmp_path_factory) -> list[str]:
+    """ZoomIn and PanLeft stand-ins (random, official layout) under the names the example uses."""
+    import torch
+
+    folder = tmp_path_factory.mktemp("loras")
+    names = []
+    for seed, name in enumerate(["v2_lora_ZoomIn.ckpt", "v2_lora_PanLeft.ckpt"]):
+        torch.save(official_motion_lora(seed), folder / name)
+        names.append(comfy_server.add_model("animatediff_motion_lora", folder / name, name))
+    return names
+
+
 def frames_of(path: Path) -> list:
     """Every frame of an animated WEBP as an RGB array."""
     import numpy as np
@@ -74,6 +106,12 @@ def test_long_video_64_frames_with_context_windows(comfy_server, server_sd15, se
                          cfg=1.0)
     assert len(frames) == 64
     assert all(f.std() > 0 for f in frames)
+
+
+def test_motion_lora_example_zoom_in_and_pan_left(comfy_server, server_sd15, server_motion, server_loras):
+    """ZoomIn 0.8 stacked with PanLeft 0.5 on 16 frames runs and saves 16 frames."""
+    frames = run_example(comfy_server, "motion_lora_zoom_in_and_pan_left", server_sd15, server_motion, 16)
+    assert len(frames) == 16 and all(f.std() > 0 for f in frames)
 
 
 @pytest.mark.parametrize("frames, message", [
