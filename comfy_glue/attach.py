@@ -14,10 +14,9 @@ from dataclasses import dataclass, field, replace
 
 import comfy.ldm.modules.attention as comfy_attention
 import comfy.patcher_extension as pe
+import torch
 from comfy.ldm.modules.diffusionmodules.openaimodel import ResBlock
 from torch import Tensor, nn
-
-import torch
 
 from ..motion_modules.model import MotionCall, group_norm_across_frames
 from ..sampling.context import ContextOptions, fuse_weights, windows

@@ -7,8 +7,9 @@ placement and the attention backend. The parameter names match the official chec
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
@@ -179,7 +180,7 @@ class TemporalTransformerBlock(nn.Module):
         self.ff_norm = operations.LayerNorm(channels, **kw)
 
     def forward(self, x: Tensor, positions: Tensor, attention_fn: AttentionFn, last_row: int) -> Tensor:
-        for attention, norm in zip(self.attention_blocks, self.norms):
+        for attention, norm in zip(self.attention_blocks, self.norms, strict=True):
             pe = attention.pos_encoder.rows(positions, x.dtype, last_row)
             x = attention(norm(x), pe, attention_fn) + x
         return self.ff(self.ff_norm(x)) + x
@@ -254,11 +255,11 @@ class MotionModel(nn.Module):
               "norm_across_frames": getattr(spec, "module_groupnorm", "per_frame") == "across_frames"}
         up_widths = tuple(reversed(spec.widths))
         self.down_blocks = nn.ModuleList(
-            [MotionLevel(c, n, **kw) for c, n in zip(spec.widths, spec.down_modules_per_level)]
+            [MotionLevel(c, n, **kw) for c, n in zip(spec.widths, spec.down_modules_per_level, strict=True)]
         )
         self.mid_block = MotionLevel(spec.widths[-1], 1, **kw) if spec.has_mid_block else None
         self.up_blocks = nn.ModuleList(
-            [MotionLevel(c, n, **kw) for c, n in zip(up_widths, spec.up_modules_per_level)]
+            [MotionLevel(c, n, **kw) for c, n in zip(up_widths, spec.up_modules_per_level, strict=True)]
         )
 
     def module_names(self) -> list[str]:

@@ -1,7 +1,7 @@
 """V3 node classes; each execute() delegates to the glue."""
-from .motion_module import ApplyMotionModule, LoadMotionModule
 from .context import ContextScheduler
-from .sample import SampleAnimation
 from .lora import ApplyMotionLoRA
+from .motion_module import ApplyMotionModule, LoadMotionModule
+from .sample import SampleAnimation
 
 NODES = [LoadMotionModule, ApplyMotionModule, ContextScheduler, SampleAnimation, ApplyMotionLoRA]

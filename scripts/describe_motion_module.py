@@ -14,7 +14,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch  # noqa: E402
 from safetensors.torch import save_file  # noqa: E402
 
-from motion_modules import MotionModuleError, expected_shapes, load_motion_module, sinusoidal_pe, standard_spec  # noqa: E402
+from motion_modules import (  # noqa: E402
+    MotionModuleError,
+    expected_shapes,
+    load_motion_module,
+    sinusoidal_pe,
+    standard_spec,
+)
 
 
 def demo_file(folder: Path) -> Path:
