@@ -518,3 +518,95 @@ def test_partial_loading_animates_identically(env, comfy_host, monkeypatch):
     assert all(0 < f < 0.5 for f in loaded), loaded
     assert torch.equal(out, env.animated)
     assert_next_prompt_normal(env)
+
+
+# -- on a real server: interrupt, and two motion modules in one prompt ---------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def server_modules(comfy_server, tmp_path_factory) -> dict[str, str]:
+    """Two different random full-size v2 modules (seeds 0 and 1), each also under a second name ("-solo") so a
+    prompt using it is not answered from ComfyUI's cache."""
+    from _models import write_motion_module
+
+    folder = tmp_path_factory.mktemp("fm_modules")
+    names = {}
+    for tag, seed in (("a", 0), ("b", 1)):
+        path = write_motion_module(folder / f"{tag}.safetensors", "v2", seed=seed)
+        for suffix in ("", "-solo"):
+            names[tag + suffix] = comfy_server.add_model("animatediff_models", path, f"fm-v2-{tag}{suffix}.safetensors")
+    return names
+
+
+def graph(ckpt: str, modules: list[str], frames: int, seed: int, steps: int = 1, context: tuple | None = None) -> dict:
+    """An API prompt: one checkpoint -> one Sample Animation (and Save Latent, node ``<i>2``) per motion module."""
+    prompt = {"1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": ckpt}},
+              "2": {"class_type": "CLIPTextEncode", "inputs": {"text": "a boat on a lake", "clip": ["1", 1]}},
+              "3": {"class_type": "CLIPTextEncode", "inputs": {"text": "blurry", "clip": ["1", 1]}},
+              "4": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": frames}}}
+    if context:
+        prompt["5"] = {"class_type": "KinemaContextScheduler", "inputs": {
+            "context_length": context[0], "context_overlap": context[1], "context_schedule": "standard_static",
+            "fuse_method": "pyramid", "context_stride": 1, "closed_loop": False, "views": False}}
+    for i, name in enumerate(modules, start=1):
+        sample = {"model": ["1", 0], "motion_module": [f"{i}0", 0], "positive": ["2", 0], "negative": ["3", 0],
+                  "latent_image": ["4", 0], "seed": seed, "steps": steps, "cfg": 1.0, "sampler_name": "euler",
+                  "scheduler": "normal", "denoise": 1.0, "motion_scale": 1.0,
+                  "beta_schedule": "auto (motion module's)", "noise_type": "default"}
+        if context:
+            sample["context_options"] = ["5", 0]
+        prompt[f"{i}0"] = {"class_type": "KinemaLoadMotionModule", "inputs": {"model_name": name}}
+        prompt[f"{i}1"] = {"class_type": "KinemaSampleAnimation", "inputs": sample}
+        prompt[f"{i}2"] = {"class_type": "SaveLatent", "inputs": {"samples": [f"{i}1", 0],
+                                                                  "filename_prefix": f"fault_matrix/{i}"}}
+    return prompt
+
+
+def saved_latent(server, entry: dict, node_id: str) -> torch.Tensor:
+    """The tensor a Save Latent node of a finished prompt wrote."""
+    from safetensors.torch import load_file
+
+    item = entry["outputs"][node_id]["latents"][0]
+    return load_file(str(server.output_dir / item["subfolder"] / item["filename"]))["latent_tensor"]
+
+
+@pytest.mark.server
+def test_interrupt_during_windowed_run(comfy_server, server_sd15, server_modules):
+    """POST /interrupt mid-way through a windowed run: the history entry says execution_interrupted (no error, no
+    traceback), and the next prompt on the same checkpoint gives exactly the result it gave before."""
+    server = comfy_server
+    before = server.run(graph(server_sd15, [server_modules["a"]], frames=2, seed=3), timeout=900)
+    offset = len(server.log_text())
+    prompt_id = server.post_prompt(graph(server_sd15, [server_modules["a"]], frames=12, seed=4, steps=10,
+                                         context=(8, 4)))
+    deadline = time.monotonic() + 900
+    while not re.search(r"\b1/10 \[", server.log_since(offset)):  # tqdm: the first of 10 steps is done
+        assert time.monotonic() < deadline and server.alive(), f"no sampling progress{server.log_since(offset)[-3000:]}"
+        time.sleep(0.5)
+    server.interrupt()
+    entry = server.wait(prompt_id, timeout=600)
+    status = entry["status"]
+    assert (status["status_str"], status["completed"]) == ("error", False)
+    assert [kind for kind, _ in status["messages"]] == ["execution_start", "execution_cached", "execution_interrupted"]
+    interrupted = status["messages"][-1][1]
+    assert set(interrupted) == {"prompt_id", "node_id", "node_type", "executed", "timestamp"}
+    assert (interrupted["prompt_id"], interrupted["node_id"], interrupted["node_type"]) == (
+        prompt_id, "11", "KinemaSampleAnimation")
+    assert "11" not in interrupted["executed"] and "12" not in entry.get("outputs", {})
+    assert server.tracebacks(server.log_since(offset)) == []
+    after = server.run(graph(server_sd15, [server_modules["a-solo"]], frames=2, seed=3), timeout=900)
+    assert torch.equal(saved_latent(server, after, "12"), saved_latent(server, before, "12"))
+
+
+@pytest.mark.server
+def test_two_motion_modules_on_one_checkpoint_in_one_prompt(comfy_server, server_sd15, server_modules):
+    """One checkpoint feeding two Sample Animation nodes with different modules: both run, they differ, and each
+    equals the same module's run alone (no state leaks between the two clones)."""
+    server = comfy_server
+    both = server.run(graph(server_sd15, [server_modules["a"], server_modules["b"]], frames=2, seed=7), timeout=900)
+    a, b = saved_latent(server, both, "12"), saved_latent(server, both, "22")
+    assert a.shape == b.shape == (2, 4, 8, 8) and torch.isfinite(a).all() and torch.isfinite(b).all()
+    assert (a - b).abs().max() > 1e-4
+    for name, together in ((server_modules["a-solo"], a), (server_modules["b-solo"], b)):
+        alone = server.run(graph(server_sd15, [name], frames=2, seed=7), timeout=900)
+        assert torch.equal(saved_latent(server, alone, "12"), together), name
