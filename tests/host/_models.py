@@ -299,6 +299,150 @@ def write_motion_module(path: Path, version: str = "v2", dtype: torch.dtype = to
     return place(_cached(f"mm_{version}", recipe, suffix, build), path)
 
 
+# ---------------------------------------------------------------------------------------------------------
+# SDXL checkpoint and SDXL motion modules
+
+# SDXL base 1.0's UNet as in sgm's sd_xl_base.yaml (ComfyUI converts it with model_detection.convert_config);
+# its VAE has SD1.5's architecture.
+SDXL_UNET = {
+    "image_size": 32, "in_channels": 4, "out_channels": 4, "model_channels": 320,
+    "attention_resolutions": [4, 2], "num_res_blocks": 2, "channel_mult": [1, 2, 4], "num_head_channels": 64,
+    "use_spatial_transformer": True, "use_linear_in_transformer": True, "transformer_depth": [1, 2, 10],
+    "context_dim": 2048, "adm_in_channels": 2816, "num_classes": "sequential", "legacy": False,
+}
+SDXL_WIDTHS = (320, 640, 1280)
+SDXL_MOTION_LAYOUTS = {  # layout -> (MOTION_VERSIONS entry with its mid block and PE length, key renames)
+    "sdxl-beta": ("v3", ()),  # mm_sdxl_v10_beta: no mid block, PE 32, official key names
+    "hotshotxl": ("v1", ((".motion_modules.", ".temporal_attentions."), (".temporal_transformer.", "."),
+                         ("pos_encoder.pe", "pos_encoder.positional_encoding"))),  # hsxl_temporal_layers: PE 24
+}
+
+
+def sdxl_layout() -> dict[str, tuple[tuple[int, ...], torch.Tensor | None]]:
+    """``{key: (shape, fixed value or None)}`` of a single-file SDXL checkpoint, from ComfyUI's classes on the meta
+    device and its own ``process_clip_state_dict_for_saving`` (CLIP-G in open_clip names). Checks it detects as SDXL.
+    """
+    import comfy.model_detection as detection
+    import comfy.ops
+    import comfy.sdxl_clip
+    import comfy.supported_models
+    from comfy.ldm.models.autoencoder import AutoencoderKL
+    from comfy.ldm.modules.diffusionmodules.openaimodel import UNetModel
+
+    ops = comfy.ops.disable_weight_init
+    unet_config = detection.convert_config(SDXL_UNET)
+    with torch.device("meta"):
+        unet = UNetModel(**unet_config, device="meta", operations=ops)
+        clip = comfy.sdxl_clip.SDXLClipModel(device="meta", dtype=torch.float32, model_options={"custom_operations": ops})
+        vae = AutoencoderKL(ddconfig=SD15_VAE, embed_dim=4)
+    clip_sd = comfy.supported_models.SDXL(unet_config).process_clip_state_dict_for_saving(clip.state_dict())
+    layout = {f"model.diffusion_model.{k}": (tuple(v.shape), None) for k, v in unet.state_dict().items()}
+    layout.update({k: (tuple(v.shape), None if v.is_meta else v.contiguous()) for k, v in clip_sd.items()})
+    layout.update({f"first_stage_model.{k}": (tuple(v.shape), None) for k, v in vae.state_dict().items()})
+
+    meta_sd = {k: torch.empty(shape, device="meta") for k, (shape, _) in layout.items()}
+    config = detection.model_config_from_unet(meta_sd, "model.diffusion_model.")
+    if type(config).__name__ != "SDXL":
+        raise RuntimeError(f"ComfyUI detects the generated layout as {type(config).__name__}, not SDXL")
+    return layout
+
+
+SAFETENSORS_DTYPES = {torch.float16: "F16", torch.bfloat16: "BF16", torch.float32: "F32", torch.int64: "I64"}
+
+
+def stream_safetensors(out: Path, entries: dict[str, tuple[tuple[int, ...], torch.dtype]],
+                       make: Callable[[str], torch.Tensor], metadata: dict[str, str] | None = None) -> None:
+    """Write a .safetensors file one tensor at a time (``make(key)`` gives each), so memory holds one tensor, not all."""
+    header, offset = {}, 0
+    for key, (shape, dtype) in entries.items():
+        size = math.prod(shape) * torch.empty((), dtype=dtype).element_size()
+        header[key] = {"dtype": SAFETENSORS_DTYPES[dtype], "shape": list(shape), "data_offsets": [offset, offset + size]}
+        offset += size
+    if metadata:
+        header["__metadata__"] = metadata
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw += b" " * (-len(raw) % 8)  # the data starts 8-byte aligned
+    with open(out, "wb") as handle:
+        handle.write(len(raw).to_bytes(8, "little") + raw)
+        for key, (shape, dtype) in entries.items():
+            tensor = make(key)
+            if tuple(tensor.shape) != tuple(shape) or tensor.dtype != dtype:
+                raise ValueError(f"{key}: made {tuple(tensor.shape)} {tensor.dtype}, expected {shape} {dtype}")
+            handle.write(tensor.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())  # 0-d too
+
+
+def _build_sdxl(out: Path, dtype: torch.dtype, seed: int) -> None:
+    """Write the random SDXL checkpoint to ``out`` (run with ComfyUI on sys.path), streaming ~7 GB in fp16."""
+    layout = sdxl_layout()
+    entries = {k: (shape, dtype if fixed is None else fixed.dtype) for k, (shape, fixed) in layout.items()}
+
+    def make(key: str) -> torch.Tensor:
+        shape, fixed = layout[key]
+        return fixed if fixed is not None else _random_tensor(key, shape, dtype, seed, None)
+
+    stream_safetensors(out, entries, make, {"kinema_random": json.dumps({"seed": seed, "dtype": str(dtype)})})
+
+
+def _build_sdxl_main(argv: list[str]) -> None:
+    """Subprocess entry: ``--tree T --out P --dtype float16 --seed 0`` (see :func:`sdxl_checkpoint`)."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--tree", required=True)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--dtype", default="float16", choices=sorted(DTYPES))
+    parser.add_argument("--seed", type=int, default=0)
+    ns = parser.parse_args(argv)
+    sys.path.insert(0, ns.tree)
+    import comfy.cli_args
+
+    comfy.cli_args.args.cpu = True
+    _build_sdxl(Path(ns.out), DTYPES[ns.dtype], ns.seed)
+
+
+def sdxl_checkpoint(dtype: torch.dtype = torch.float16, *, seed: int = 0, tree: Path | None = None) -> Path:
+    """The cached random full-size SDXL checkpoint (~7 GB in fp16; built in a ComfyUI subprocess on first use)."""
+    recipe = {"kind": "sdxl", "v": RECIPE_VERSION, "dtype": _dtype_name(dtype), "seed": seed}
+
+    def build(tmp: Path) -> None:
+        host = tree
+        if host is None:
+            from _comfy import find_comfyui
+
+            host, why = find_comfyui()
+            if host is None:
+                raise RuntimeError(f"cannot build the SDXL layout: {why}")
+        entry = "import sys; sys.path.insert(0, sys.argv[1]); import _models; _models._build_sdxl_main(sys.argv[2:])"
+        cmd = [sys.executable, "-c", entry, str(Path(__file__).resolve().parent), "--tree", str(host),
+               "--out", str(tmp), "--dtype", recipe["dtype"], "--seed", str(seed)]
+        env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+        proc = subprocess.run(cmd, cwd=host, env=env, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S)
+        if proc.returncode != 0:
+            raise RuntimeError(f"building the SDXL checkpoint failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+
+    return _cached("sdxl", recipe, ".safetensors", build)
+
+
+def write_sdxl_motion_module(path: Path, layout: str = "sdxl-beta", dtype: torch.dtype = torch.float16, *,
+                             seed: int = 0) -> Path:
+    """Put a random full-size SDXL motion module at ``path`` (.safetensors) in the key layout of ``layout``:
+    ``sdxl-beta`` (mm_sdxl_v10_beta: official names, PE 32) or ``hotshotxl`` (hsxl_temporal_layers: PE 24)."""
+    if layout not in SDXL_MOTION_LAYOUTS:
+        raise ValueError(f"layout must be one of {sorted(SDXL_MOTION_LAYOUTS)}, but got {layout!r}")
+    version, renames = SDXL_MOTION_LAYOUTS[layout]
+    recipe = {"kind": "motion", "v": RECIPE_VERSION, "layout": layout, "dtype": _dtype_name(dtype), "seed": seed}
+
+    def build(tmp: Path) -> None:
+        from safetensors.torch import save_file
+
+        sd = {}
+        for key, tensor in motion_state_dict(version, dtype, SDXL_WIDTHS, seed=seed).items():
+            for old, new in renames:
+                key = key.replace(old, new)
+            sd[key] = tensor
+        save_file(sd, str(tmp))
+
+    return place(_cached(f"mm_{layout}", recipe, ".safetensors", build), Path(path))
+
+
 if __name__ == "__main__":
     if len(sys.argv) < 2 or sys.argv[1] != "sd15":
         sys.exit("usage: _models.py sd15 --tree TREE --out PATH [--dtype float16] [--seed 0]")

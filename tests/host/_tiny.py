@@ -51,3 +51,55 @@ def conditioning(frames_seed: int = 0, tokens: int = 7, dim: int = TINY_CONTEXT)
     """A ComfyUI CONDITIONING value with one random text embedding."""
     g = torch.Generator().manual_seed(frames_seed)
     return [[torch.randn(1, tokens, dim, generator=g), {}]]
+
+
+# ---- SDXL ---------------------------------------------------------------------------------------------------
+
+TINY_POOLED = 32  # pooled text embedding width of the tiny SDXL (CLIP-G's is 1280)
+SDXL_SIZE_EMBEDS = 6 * 256  # SDXL.encode_adm: height, width, crop_h, crop_w, target h/w, each a 256-wide sinusoid
+
+
+def tiny_sdxl_unet_config(width: int = TINY_WIDTH, context_dim: int = TINY_CONTEXT, pooled_dim: int = TINY_POOLED,
+                          head_channels: int = 16) -> dict:
+    """An SDXL UNet config (ComfyUI naming) shrunk to ``width`` channels: three levels, no attention on the
+    first, transformer depth 2 then 10 (10 in the middle), linear projections, ADM input."""
+    return {
+        "use_checkpoint": False, "image_size": 32, "out_channels": 4, "use_spatial_transformer": True,
+        "legacy": False, "num_classes": "sequential", "adm_in_channels": pooled_dim + SDXL_SIZE_EMBEDS,
+        "in_channels": 4, "model_channels": width, "num_res_blocks": [2, 2, 2], "channel_mult": [1, 2, 4],
+        "transformer_depth": [0, 0, 2, 2, 10, 10], "transformer_depth_middle": 10,
+        # popped from the end while building output_blocks 0..8 (deepest up level first): 10, 10, 10, 2, 2, 2, 0, 0, 0
+        "transformer_depth_output": [0, 0, 0, 2, 2, 2, 10, 10, 10],
+        "use_linear_in_transformer": True, "context_dim": context_dim, "num_heads": -1,
+        "num_head_channels": head_channels, "use_temporal_resblock": False, "use_temporal_attention": False,
+    }
+
+
+def sdxl_patcher(unet_config: dict, seed: int = 0, init=randomize):
+    """A ModelPatcher around an SDXL BaseModel (eps) built from ``unet_config`` on the CPU, weights set by ``init``."""
+    import comfy.model_base
+    import comfy.model_patcher
+    import comfy.supported_models
+
+    config = comfy.supported_models.SDXL(unet_config)
+    config.set_inference_dtype(torch.float32, None)
+    model = comfy.model_base.SDXL(config, model_type=comfy.model_base.ModelType.EPS, device="cpu")
+    init(model.diffusion_model, seed)
+    model.diffusion_model.eval()
+    return comfy.model_patcher.ModelPatcher(model, load_device=torch.device("cpu"),
+                                            offload_device=torch.device("cpu"))
+
+
+def tiny_sdxl_patcher(seed: int = 0, width: int = TINY_WIDTH, init=randomize):
+    """A ModelPatcher around a random tiny SDXL BaseModel on the CPU (eps prediction)."""
+    return sdxl_patcher(tiny_sdxl_unet_config(width), seed, init)
+
+
+def sdxl_conditioning(seed: int = 0, tokens: int = 7, dim: int = TINY_CONTEXT, pooled_dim: int = TINY_POOLED,
+                      size: tuple[int, int] = (128, 96)) -> list:
+    """An SDXL CONDITIONING value: a random text embedding plus what CLIPTextEncodeSDXL adds (pooled, sizes)."""
+    g = torch.Generator().manual_seed(seed)
+    width, height = size
+    return [[torch.randn(1, tokens, dim, generator=g),
+             {"pooled_output": torch.randn(1, pooled_dim, generator=g), "width": width, "height": height,
+              "crop_w": 0, "crop_h": 0, "target_width": width, "target_height": height}]]
