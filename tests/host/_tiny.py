@@ -14,7 +14,9 @@ def tiny_unet_config(width: int = TINY_WIDTH, context_dim: int = TINY_CONTEXT) -
         "legacy": False, "num_classes": None, "adm_in_channels": None, "in_channels": 4,
         "model_channels": width, "num_res_blocks": [2, 2, 2, 2], "channel_mult": [1, 2, 4, 4],
         "transformer_depth": [1, 1, 1, 1, 1, 1, 0, 0], "transformer_depth_middle": 1,
-        "transformer_depth_output": [0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1],
+        # ComfyUI pops this list from the end while building output_blocks 0..11 (model_detection's SD15 order):
+        # no attention in output_blocks 0-2 (the deepest up level), one transformer in 3-11.
+        "transformer_depth_output": [1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0],
         "use_linear_in_transformer": False, "context_dim": context_dim, "num_heads": 8,
         "num_head_channels": -1, "use_temporal_resblock": False, "use_temporal_attention": False,
     }
@@ -32,19 +34,71 @@ def randomize(module: torch.nn.Module, seed: int = 0, std: float = 0.05) -> torc
     return module
 
 
-def tiny_sd15_patcher(seed: int = 0, width: int = TINY_WIDTH):
-    """A ModelPatcher around a random tiny SD1.5 BaseModel on the CPU (eps prediction)."""
+def randomize_fan_in(module: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Seeded weights ~ N(0, 1/fan_in), norm scales 1 ± 0.1, biases ~ N(0, 0.1²): activations stay O(1) at any size."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            noise = torch.randn(p.shape, generator=g)
+            if p.ndim > 1:
+                noise /= (p.numel() // p.shape[0]) ** 0.5
+            else:
+                noise = noise * 0.1 + (1.0 if name.endswith("weight") else 0.0)
+            p.copy_(noise.to(p.dtype))
+    return module
+
+
+def sd15_patcher(unet_config: dict, seed: int = 0, init=randomize):
+    """A ModelPatcher around an SD1.5 BaseModel built from ``unet_config`` on the CPU, weights set by ``init``."""
     import comfy.model_base
     import comfy.model_patcher
     import comfy.supported_models
 
-    config = comfy.supported_models.SD15(tiny_unet_config(width))
+    config = comfy.supported_models.SD15(unet_config)
     config.set_inference_dtype(torch.float32, None)
     model = comfy.model_base.BaseModel(config, device="cpu")
-    randomize(model.diffusion_model, seed)
+    init(model.diffusion_model, seed)
     model.diffusion_model.eval()
     return comfy.model_patcher.ModelPatcher(model, load_device=torch.device("cpu"),
                                             offload_device=torch.device("cpu"))
+
+
+def tiny_sd15_patcher(seed: int = 0, width: int = TINY_WIDTH):
+    """A ModelPatcher around a random tiny SD1.5 BaseModel on the CPU (eps prediction)."""
+    return sd15_patcher(tiny_unet_config(width), seed)
+
+
+def motion_state_dict(spec, seed: int = 0) -> dict:
+    """Random original-layout motion weights for ``spec`` (fan-in scaled as ``randomize_fan_in``); PE = the sinusoid."""
+    from importlib import import_module
+
+    mm = import_module("kinema.motion_modules")
+    g = torch.Generator().manual_seed(seed)
+    sd = {}
+    for key, shape in mm.expected_shapes(spec).items():
+        if key.endswith("pos_encoder.pe"):
+            sd[key] = mm.sinusoidal_pe(shape[1], shape[2])
+            continue
+        noise = torch.randn(shape, generator=g)
+        if len(shape) > 1:
+            sd[key] = noise / shape[-1] ** 0.5
+        else:
+            sd[key] = noise * 0.1 + (1.0 if "norm" in key and key.endswith("weight") else 0.0)
+    return sd
+
+
+def loaded_motion(spec, state_dict: dict, name: str = "random.safetensors"):
+    """A LoadedMotionModule (the MOTION_MODULE socket value) holding ``state_dict``, on the CPU."""
+    from importlib import import_module
+
+    import comfy.model_patcher
+
+    loading = import_module("kinema.comfy_glue.loading")
+    model = loading.build_motion_model(spec, state_dict)
+    patcher = comfy.model_patcher.ModelPatcher(model, load_device=torch.device("cpu"),
+                                               offload_device=torch.device("cpu"))
+    channels = {n: model.get_submodule(n).temporal_transformer.proj_in.in_features for n in model.module_names()}
+    return loading.LoadedMotionModule(patcher, spec, name, channels)
 
 
 def conditioning(frames_seed: int = 0, tokens: int = 7, dim: int = TINY_CONTEXT) -> list:
