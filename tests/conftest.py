@@ -34,3 +34,15 @@ def pytest_report_header(config) -> str:
     if tree is None:
         return f"ComfyUI: none ({why})"
     return f"ComfyUI: {finder.comfy_version(tree)} at {tree} ({why})"
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Tests marked ``fullsize`` run only when asked for (``-m fullsize`` or an expression naming it)."""
+    import pytest
+
+    if "fullsize" in (config.getoption("markexpr") or ""):
+        return
+    skip = pytest.mark.skip(reason="full-size check: run with -m fullsize")
+    for item in items:
+        if "fullsize" in item.keywords:
+            item.add_marker(skip)
