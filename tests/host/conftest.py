@@ -70,7 +70,14 @@ def comfy_version() -> str:
 
 @pytest.fixture(scope="session")
 def comfy_core(tmp_path_factory: pytest.TempPathFactory) -> ComfyInProcess:
-    """ComfyUI imported into this process on the CPU, models/ etc. in a temp dir; the pack is not imported."""
+    """ComfyUI imported into this process on the CPU, models/ etc. in a temp dir; the pack is not imported.
+
+    In-process models are tiny, where torch's thread pool costs more than it gains (about 5x on a busy
+    2-core machine), so this process computes on one thread; server processes keep their own default.
+    """
+    import torch
+
+    torch.set_num_threads(1)
     return import_comfy(TREE, tmp_path_factory.mktemp("comfy_base"))
 
 
