@@ -82,10 +82,13 @@ def tiny_flux_patcher(seed: int = 0):
     """A random one-block Flux (a DiT, not openaimodel.UNetModel) on the CPU."""
     import comfy.model_base
     import comfy.supported_models
+    from comfy.ldm.flux.model import FluxParams
 
     unet = {"image_model": "flux", "in_channels": 16, "out_channels": 16, "vec_in_dim": 32, "context_in_dim": 32,
             "hidden_size": 64, "mlp_ratio": 2.0, "num_heads": 2, "depth": 1, "depth_single_blocks": 1,
             "axes_dim": [8, 12, 12], "theta": 10000, "patch_size": 2, "qkv_bias": True, "guidance_embed": False}
+    if "txt_ids_dims" in {f.name for f in dataclasses.fields(FluxParams)}:  # 0.8 (model_detection's Flux value)
+        unet["txt_ids_dims"] = []
     config = comfy.supported_models.FluxSchnell(unet)
     config.set_inference_dtype(torch.float32, None)
     model = comfy.model_base.Flux(config, device="cpu")
@@ -462,6 +465,32 @@ def test_1024_frames_with_context_16(env, comfy_host, monkeypatch):
     print(f"1024 frames, 1 step: {elapsed:.1f}s, {len(windows[0][1])} windows per step")
     assert slots_in(model) == 0
     assert torch.equal(plain(model), before)
+
+
+
+def test_interrupt_inside_a_window_leaves_nothing_patched(env, monkeypatch):
+    """An interrupt requested while the first window runs (slots seated) stops the run at the next window with core's
+    exception; the slots come out and the next run is normal."""
+    import comfy.model_management as mm
+
+    attach = _mod("comfy_glue.attach")
+    seated, call = [], attach.Attachment.__call__
+
+    def first_call_interrupts(self, layer, x, *args, **kwargs):
+        if not seated:
+            seated.append(slots_in(env.base))
+            mm.interrupt_current_processing(True)  # as POST /interrupt does; core checks it before each window
+        return call(self, layer, x, *args, **kwargs)
+
+    monkeypatch.setattr(attach.Attachment, "__call__", first_call_interrupts)
+    try:
+        with pytest.raises(mm.InterruptProcessingException):
+            animate(env.nodes, env.base, env.motion, frames=20, context=scheduler(env, 16, 4))
+    finally:
+        mm.interrupt_current_processing(False)
+        monkeypatch.undo()
+    assert seated and seated[0] > 0
+    assert_next_prompt_normal(env)
 
 
 # -- dtypes and partial loading -----------------------------------------------------------------------------------
