@@ -42,11 +42,16 @@ def missing_tools() -> str | None:
 
 
 @pytest.fixture(scope="module")
-def browser_models(comfy_server, server_sd15, tmp_path_factory) -> dict:
-    """Skips without the tools; else the random SD1.5 checkpoint, a v2 module and two MotionLoRAs on the server."""
+def browser_tools() -> None:
+    """Skips (one line, before any server starts) unless chromium, node and playwright-core are there."""
     why = missing_tools()
     if why:
         pytest.skip(f"browser tests need chromium + playwright-core: {why} (run scripts/setup_browser.sh)")
+
+
+@pytest.fixture(scope="module")
+def browser_models(browser_tools, comfy_server, server_sd15, tmp_path_factory) -> dict:
+    """The random SD1.5 checkpoint, a v2 module and two MotionLoRAs placed on the server."""
     import torch
     from _models import write_motion_module
     from test_server_workflows import official_motion_lora
@@ -117,7 +122,8 @@ def _params():
 
 
 @pytest.mark.parametrize("workflow_path", list(_params()))
-def test_example_workflow_in_a_real_browser(comfy_server, comfy_version, browser_models, workflow_path):
+def test_example_workflow_in_a_real_browser(browser_tools, comfy_server, comfy_version, browser_models,
+                                            workflow_path):
     """Loaded through the app with no missing node types and no widget errors, converted by app.graphToPrompt
     to the prompt our converter makes, queued by the frontend's api, and finished with every frame."""
     from test_server_workflows import frames_of
