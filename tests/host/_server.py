@@ -33,6 +33,16 @@ TRACEBACK_MARK = "Traceback (most recent call last)"
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM when the test process dies, so a killed run leaves no server behind (Linux)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
 class ServerError(RuntimeError):
     """The server did not start, died, or answered unexpectedly; the message ends with the log's tail."""
 
@@ -130,7 +140,8 @@ class ComfyServer:
             log.write(f"\n=== kinema: {' '.join(cmd)} (cwd {self.tree})\n".encode())
             log.flush()
             self.proc = subprocess.Popen(cmd, cwd=self.tree, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, start_new_session=True)
+                                         stdin=subprocess.DEVNULL, start_new_session=True,
+                                         preexec_fn=_die_with_parent)
         try:
             self._wait_ready(started)
         except BaseException:
