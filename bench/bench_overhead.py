@@ -1,0 +1,151 @@
+"""Motion-module overhead: time per sampling step of 16 frames animated vs the same 16 latents as plain images.
+
+Both run in this process with ComfyUI's own sampling (``comfy.sample.sample``, what core's KSampler calls), the
+same sampler and CFG (cond + uncond in one batch), the same random full-size SD1.5 checkpoint loaded by core's
+checkpoint loader, and for "ours" the pack's ``attach`` with a random full-size v2 motion module loaded by the
+pack's loader. Time per step comes from timestamps taken in the sampler's per-step callback:
+(t_N - t_1) / (N - 1), so step 1 and all setup are excluded. Repeats are interleaved (who goes first rotates),
+so background load hits both alike. Also counts FLOPs of one step of each (torch's FlopCounterMode), which is
+the ratio to expect when the machine is compute-bound.
+
+    python bench/bench_overhead.py                                        # CPU, fp32, 64 px (8x8 latent)
+    python bench/bench_overhead.py --device cuda --dtype fp16 --size 512 --warmup 2 --repeats 5
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _harness as h  # noqa: E402
+import torch  # noqa: E402
+
+GOALS = {"flop_estimate_512px": 1.38, "cuda": 1.40}  # ours / plain per step, lower is better
+
+
+def sample_once(model, noise, latent, positive, negative, args, steps: int | None = None) -> float:
+    """One ComfyUI sampling run; returns seconds per step (callback timestamps)."""
+    import comfy.sample
+
+    clock = h.StepClock(torch.device(args.device))
+    comfy.sample.sample(model, noise, steps or args.steps, args.cfg, args.sampler, args.scheduler, positive,
+                        negative, latent, callback=clock.comfy_callback, disable_pbar=True, seed=args.seed)
+    return clock.per_step()
+
+
+def flops_per_step(model, noise, latent, positive, negative, args) -> float:
+    """FLOPs (matmul/conv/attention) of one sampler step = one model call on the CFG batch."""
+    import comfy.sample
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        comfy.sample.sample(model, noise, 1, args.cfg, args.sampler, args.scheduler, positive, negative, latent,
+                            disable_pbar=True, seed=args.seed)
+    return float(counter.get_total_flops())
+
+
+FILE_TO_DTYPE = h.FILE_DTYPES
+
+
+def build(host: h.Host, args):
+    """({name: MODEL}, positive, negative, details) per --tiny / full size."""
+    attach = host.glue("attach")
+    if args.tiny:
+        plain, motion, positive, negative = h.tiny_models(args.seed)
+        details = {"models": "tiny SD1.5-shaped UNet (width 32) + tiny v2 motion module (development only)"}
+    else:
+        plain, clip, _vae, = h.load_full_sd15(h.DTYPES[args.dtype])
+        positive, negative = h.encode(clip, h.POSITIVE), h.encode(clip, h.NEGATIVE)
+        del clip, _vae
+        motion = h.load_full_motion(host, h.place_motion_file(host, args.mm_dtype))
+        details = {"models": "random full-size SD1.5 (core checkpoint loader) + random full-size v2 module "
+                             f"(pack loader, {args.mm_dtype} file)"}
+    models = {"plain": plain, "ours": attach.attach(plain, motion)}
+    details["motion_params"] = sum(p.numel() for p in motion.patcher.model.parameters())
+    details["motion_weight_dtype"] = str(next(motion.patcher.model.parameters()).dtype)
+    compute = h.DTYPES[args.dtype]
+    if not args.tiny and FILE_TO_DTYPE[args.mm_dtype] != compute:
+        # what-if: the same module with its weights converted once to the compute dtype at load (as Evolved
+        # does with unet_dtype()), so comfy.ops.manual_cast has nothing to cast on every call
+        precast = h.load_full_motion(host, h.place_motion_file(host, args.mm_dtype))
+        precast.patcher.model.to(compute)
+        models["ours_precast"] = attach.attach(plain, precast)
+        details["ours_precast"] = f"ours with the motion weights converted once to {args.dtype} after loading"
+    return models, positive, negative, details
+
+
+def main() -> None:
+    parser = h.common_args(argparse.ArgumentParser(description=__doc__.splitlines()[0]), size=64, steps=5)
+    parser.add_argument("--mm-dtype", default="fp16", choices=sorted(h.FILE_DTYPES),
+                        help="dtype stored in the motion-module file (the pack keeps the file's dtype)")
+    parser.add_argument("--tiny", action="store_true", help="tiny random models (develop the script, not results)")
+    parser.add_argument("--no-flops", action="store_true", help="skip the FLOP count")
+    parser.add_argument("--verbose", action="store_true")
+    args = parser.parse_args()
+    h.check_common(parser, args)
+    h.quiet_logs(args.verbose)
+    host = h.start_host(args.device, args.comfy, args.pytorch_attention)
+    try:
+        record = run(host, args)
+    finally:
+        host.cleanup()
+    h.write_record(args, "overhead", record)
+
+
+def run(host: h.Host, args) -> dict:
+    """Time both, count FLOPs, print the table, return the JSON record."""
+    import comfy.sample
+
+    models, positive, negative, details = build(host, args)
+    side = args.size // 8
+    latent = torch.zeros(args.frames, 4, side, side)
+    noise = comfy.sample.prepare_noise(latent, args.seed)
+    runs = {name: (lambda m=m: sample_once(m, noise, latent, positive, negative, args)) for name, m in models.items()}
+    load_before = h.load_average()
+    timings = h.interleaved(runs, args.warmup, args.repeats)
+    load_after = h.load_average()
+    flops = {} if args.no_flops else {name: flops_per_step(models[name], noise, latent, positive, negative, args)
+                                      for name in ("plain", "ours")}
+    ratio = timings["ours"]["median_s"] / timings["plain"]["median_s"]
+    paired = [o / p for o, p in zip(timings["ours"]["runs_s"], timings["plain"]["runs_s"], strict=True)]
+    flop_ratio = flops["ours"] / flops["plain"] if flops else None
+    precast = timings["ours_precast"]["median_s"] / timings["plain"]["median_s"] if "ours_precast" in timings else None
+    record = {"bench": "overhead", "config": vars(args), "details": details, "timings": timings,
+              "ratio_ours_plain": ratio, "paired_ratios": paired, "flops_per_step": flops,
+              "ratio_ours_precast_plain": precast,
+              "flop_ratio": flop_ratio, "goals": GOALS, "attention_backend": h.attention_backend(),
+              "method": "per step = (t_N - t_1)/(N-1) from sampler-callback timestamps; "
+                        f"{args.warmup} warm-up, {args.repeats} interleaved repeats, median",
+              "load_average_before": load_before, "load_average_after": load_after,
+              "environment": h.environment(args, host)}
+    report(args, record)
+    return record
+
+
+def report(args, r: dict) -> None:
+    """Print the setup line and the markdown table."""
+    t = r["timings"]
+    print(f"16-frame overhead · {r['details']['models']} · {args.size} px ({args.size // 8}x{args.size // 8} latent) "
+          f"· {args.frames} frames · {args.sampler}/{args.scheduler} cfg {args.cfg} (CFG batch {2 * args.frames}) · "
+          f"{args.device} {args.dtype} · {h.torch.get_num_threads()} threads · attention "
+          f"{r['attention_backend']} · load {r['load_average_before'][0]:.2f} -> {r['load_average_after'][0]:.2f}")
+    rows = []
+    for name in t:
+        gf = r["flops_per_step"].get(name)
+        rows.append([name, 1e3 * t[name]["median_s"], f"{100 * t[name]['spread']:.1f}%",
+                     ", ".join(f"{1e3 * s:.1f}" for s in t[name]["runs_s"]), f"{gf / 1e9:.1f}" if gf else "-"])
+    print(h.table(["run", "ms/step (median)", "spread (max-min)/med", "runs ms/step", "GFLOP/step"], rows))
+    flop = f"{r['flop_ratio']:.3f}" if r["flop_ratio"] else "-"
+    print(f"\nratio ours/plain: {r['ratio_ours_plain']:.3f} (paired per repeat: "
+          f"{', '.join(f'{x:.3f}' for x in r['paired_ratios'])}) · FLOP ratio at this size: {flop} · "
+          f"goal: ~1.38 from FLOPs at 512 px, <= 1.40 on GPU"
+          + (f" ({'met' if r['ratio_ours_plain'] <= 1.40 else 'NOT met'})" if args.device.startswith("cuda") else
+             " (GPU goal; a CPU figure at this size is not comparable)"))
+    if r["ratio_ours_precast_plain"]:
+        print(f"what-if, motion weights converted once to {args.dtype} at load: ratio "
+              f"{r['ratio_ours_precast_plain']:.3f} ({r['details']['ours_precast']})")
+
+
+if __name__ == "__main__":
+    main()
