@@ -347,3 +347,9 @@ def quiet_logs(verbose: bool) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     log.setLevel(logging.INFO)
+
+
+def motion_attention_backend(host: Host) -> str:
+    """The attention function the pack's motion modules call (``comfy_glue.attach.MOTION_ATTENTION``)."""
+    fn = host.glue("attach").MOTION_ATTENTION
+    return f"{fn.__module__.rsplit('.', 1)[-1]}.{fn.__name__}"

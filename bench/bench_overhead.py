@@ -45,9 +45,6 @@ def flops_per_step(model, noise, latent, positive, negative, args) -> float:
     return float(counter.get_total_flops())
 
 
-FILE_TO_DTYPE = h.FILE_DTYPES
-
-
 def build(host: h.Host, args):
     """({name: MODEL}, positive, negative, details) per --tiny / full size."""
     attach = host.glue("attach")
@@ -65,9 +62,9 @@ def build(host: h.Host, args):
     details["motion_params"] = sum(p.numel() for p in motion.patcher.model.parameters())
     details["motion_weight_dtype"] = str(next(motion.patcher.model.parameters()).dtype)
     compute = h.DTYPES[args.dtype]
-    if not args.tiny and FILE_TO_DTYPE[args.mm_dtype] != compute:
-        # what-if: the same module with its weights converted once to the compute dtype at load (as Evolved
-        # does with unet_dtype()), so comfy.ops.manual_cast has nothing to cast on every call
+    if not args.tiny and next(motion.patcher.model.parameters()).dtype != compute:
+        # what-if: the same module with its weights converted once to the compute dtype (the pack stores them in
+        # core's unet_dtype(), so this only runs when that differs from --dtype)
         precast = h.load_full_motion(host, h.place_motion_file(host, args.mm_dtype))
         precast.patcher.model.to(compute)
         models["ours_precast"] = attach.attach(plain, precast)
@@ -78,7 +75,7 @@ def build(host: h.Host, args):
 def main() -> None:
     parser = h.common_args(argparse.ArgumentParser(description=__doc__.splitlines()[0]), size=64, steps=5)
     parser.add_argument("--mm-dtype", default="fp16", choices=sorted(h.FILE_DTYPES),
-                        help="dtype stored in the motion-module file (the pack keeps the file's dtype)")
+                        help="dtype stored in the motion-module file (the pack stores it in core's unet_dtype())")
     parser.add_argument("--tiny", action="store_true", help="tiny random models (develop the script, not results)")
     parser.add_argument("--no-flops", action="store_true", help="skip the FLOP count")
     parser.add_argument("--verbose", action="store_true")
@@ -115,6 +112,7 @@ def run(host: h.Host, args) -> dict:
               "ratio_ours_plain": ratio, "paired_ratios": paired, "flops_per_step": flops,
               "ratio_ours_precast_plain": precast,
               "flop_ratio": flop_ratio, "goals": GOALS, "attention_backend": h.attention_backend(),
+              "motion_attention": h.motion_attention_backend(host),
               "method": "per step = (t_N - t_1)/(N-1) from sampler-callback timestamps; "
                         f"{args.warmup} warm-up, {args.repeats} interleaved repeats, median",
               "load_average_before": load_before, "load_average_after": load_after,
@@ -129,7 +127,7 @@ def report(args, r: dict) -> None:
     print(f"16-frame overhead · {r['details']['models']} · {args.size} px ({args.size // 8}x{args.size // 8} latent) "
           f"· {args.frames} frames · {args.sampler}/{args.scheduler} cfg {args.cfg} (CFG batch {2 * args.frames}) · "
           f"{args.device} {args.dtype} · {h.torch.get_num_threads()} threads · attention "
-          f"{r['attention_backend']} · load {r['load_average_before'][0]:.2f} -> {r['load_average_after'][0]:.2f}")
+          f"{r['attention_backend']} (UNet), {r['motion_attention']} (motion) · load {r['load_average_before'][0]:.2f} -> {r['load_average_after'][0]:.2f}")
     rows = []
     for name in t:
         gf = r["flops_per_step"].get(name)

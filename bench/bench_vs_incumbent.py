@@ -462,7 +462,7 @@ def report(args, r: dict) -> None:
     for impl in args.impls:
         t, m, info = r["timings"].get(impl), r["memory"].get(impl, {}), r["info"].get(impl, {})
         failed = r["failures"].get(impl)
-        attention = {"plain": r["attention_backend"], "ours": f"{r['attention_backend']} (UNet and motion)",
+        attention = {"plain": r["attention_backend"], "ours": f"{r['attention_backend']} (UNet), {r.get('motion_attention', '?')} (motion)",
                      "evolved": f"{r['attention_backend']} (UNet), {info.get('motion_attention', '?')} (motion)",
                      "diffusers": info.get("attention", "?")}[impl]
         if failed:
@@ -533,6 +533,7 @@ def run(host: h.Host, args) -> dict:
               for k in ("evolved", "diffusers", "plain")}
     record = {"bench": "vs_incumbent", "config": vars(args), "info": bench.info, "failures": failures,
               "timings": timings, "ratios": ratios, "attention_backend": h.attention_backend(),
+              "motion_attention": h.motion_attention_backend(host),
               "method": "per step = (t_N - t_1)/(N-1) from sampler-callback timestamps; "
                         f"{args.warmup} warm-up, {args.repeats} interleaved repeats, median",
               "load_average_before": load_before, "load_average_after": load_after}

@@ -12,13 +12,12 @@ import contextlib
 import logging
 from dataclasses import dataclass, field, replace
 
-import comfy.ldm.modules.attention as comfy_attention
 import comfy.patcher_extension as pe
 import torch
 from comfy.ldm.modules.diffusionmodules.openaimodel import ResBlock
 from torch import Tensor, nn
 
-from ..motion_modules.model import MotionCall, group_norm_across_frames
+from ..motion_modules.model import MotionCall, group_norm_across_frames, sdpa_attention
 from ..sampling.context import ContextOptions, fuse_weights, windows
 from ..sampling.frames import check_frame_count
 from .lora import motion_step
@@ -48,11 +47,10 @@ def clip_frames(x: Tensor, transformer_options: dict) -> int:
     return x.shape[0] // clips
 
 
-def comfy_attention_fn(transformer_options: dict):
-    """ComfyUI's attention dispatch (its backend choice, xformers where enabled) for the motion module."""
-    def attend(q: Tensor, k: Tensor, v: Tensor, heads: int) -> Tensor:
-        return comfy_attention.optimized_attention(q, k, v, heads, transformer_options=transformer_options)
-    return attend
+MOTION_ATTENTION = sdpa_attention
+"""Temporal attention's backend: fused SDPA in batch chunks, not ComfyUI's dispatch. Core's CPU default
+(sub-quadratic attention) and --use-split-cross-attention are built for thousands of tokens; with 16-32
+tokens per sequence they run the motion module's attention about 4x slower (bench/README.md)."""
 
 
 @dataclass(frozen=True)
@@ -65,17 +63,28 @@ class Attachment:
     scale: float = 1.0
     across_frames_norm: bool = False
     views: ContextOptions | None = None  # window only the motion module (UNet sees every frame)
+    compile: bool = False  # run each motion module through torch.compile
+    _compiled: dict = field(default_factory=dict, init=False, compare=False, repr=False)
 
     def __deepcopy__(self, memo):
         return self  # model_options are deep-copied on clone; the weights must stay shared
+
+    def _module(self, name: str):
+        """The motion module seated as ``name``, compiled on first use when asked (shared across clones)."""
+        module = self.motion_model.get_submodule(name)
+        if not self.compile or self._compiled.get(name) is False:
+            return module
+        if name not in self._compiled:
+            self._compiled[name] = _Compiled(module, self._compiled, name)
+        return self._compiled[name]
 
     def __call__(self, layer, x, emb, context, transformer_options, *args, **kwargs):
         """forward_timestep_embed_patch handler: run the motion module seated at ``layer``."""
         if not isinstance(layer, MotionSlot):
             return layer(x)
-        module = self.motion_model.get_submodule(layer.name)
+        module = self._module(layer.name)
         frames = clip_frames(x, transformer_options)
-        attention_fn = comfy_attention_fn(transformer_options)
+        attention_fn = MOTION_ATTENTION
         if self.views is None or frames <= self.views.length:
             return module(x, MotionCall(frames, attention_fn=attention_fn, scale=self.scale))
         return self._run_views(module, x, frames, attention_fn, _step(transformer_options))
@@ -93,6 +102,26 @@ class Attachment:
             out.index_add_(1, idx, res.unflatten(0, (-1, len(window))) * w.view(1, -1, 1, 1, 1))
             total.index_add_(0, idx, w)
         return (out / total.view(1, -1, 1, 1, 1)).flatten(0, 1)
+
+
+class _Compiled:
+    """``torch.compile`` of one motion module; if the compiler itself fails (no C++ toolchain, an unsupported
+    op), that module runs eagerly from then on and the reason is logged once, instead of the prompt failing."""
+
+    def __init__(self, module: nn.Module, cache: dict, name: str):
+        self.module, self.cache, self.name = module, cache, name
+        self.compiled = torch.compile(module)
+
+    def __call__(self, x: Tensor, call: MotionCall) -> Tensor:
+        try:
+            return self.compiled(x, call)
+        except Exception as error:  # noqa: BLE001 - only the compiler's own failures are swallowed
+            if not type(error).__module__.startswith(("torch._dynamo", "torch._inductor")):
+                raise
+            log.warning("Kinema: torch.compile failed for motion module %s, running it uncompiled: %s",
+                        self.name, str(error).splitlines()[0] if str(error) else type(error).__name__)
+            self.cache[self.name] = False
+            return self.module(x, call)
 
 
 def _step(transformer_options: dict) -> int:
@@ -204,7 +233,7 @@ def attach(model, motion, scale: float = 1.0, beta_schedule: str = BetaSchedule.
     m = model.clone()
     _drop_previous(m)
     attachment = Attachment(motion.patcher.model, motion.spec, tuple(seats), scale,
-                            motion.spec.groupnorm == "across_frames")
+                            motion.spec.groupnorm == "across_frames", compile=motion.compile)
     m.set_injections(KEY, [_injection(attachment)])
     m.set_additional_models(KEY, [motion.patcher.clone()])
     m.set_model_forward_timestep_embed_patch((MotionSlot, attachment))

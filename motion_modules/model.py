@@ -36,11 +36,29 @@ class LayoutSpec(Protocol):
     module_groupnorm: str  # "per_frame" | "across_frames": how each module's own input GroupNorm runs
 
 
+SDPA_BATCH_HEADS_LIMIT = 2**15
+"""Most sequences × heads one fused-attention call gets. Temporal attention has one sequence per pixel
+(16,384 × 8 heads for SDXL at 1024² with CFG), and CUDA kernels that put that product on a grid axis
+capped at 65,535 fail with "invalid configuration argument"; chunks of 2**15 stay clear of it."""
+
+
 def sdpa_attention(q: Tensor, k: Tensor, v: Tensor, heads: int) -> Tensor:
-    """Multi-head attention with PyTorch's fused scaled-dot-product kernel (the default backend)."""
+    """Multi-head attention with PyTorch's fused scaled-dot-product kernel, chunked along the batch.
+
+    The default backend for temporal attention: for 16-32 tokens it beats sub-quadratic and split
+    attention (built for thousands of tokens) about 4× on the CPU, and on NVIDIA it is what ComfyUI
+    picks for its own attention anyway. Output chunks land straight in the (b, l, h, d) result, so the
+    chunking costs no extra copy.
+    """
+    b, length, _ = q.shape
     q, k, v = (rearrange(t, "b l (h d) -> b h l d", h=heads) for t in (q, k, v))
-    out = F.scaled_dot_product_attention(q, k, v)
-    return rearrange(out, "b h l d -> b l (h d)")
+    step = max(1, SDPA_BATCH_HEADS_LIMIT // heads)
+    if b <= step:
+        return rearrange(F.scaled_dot_product_attention(q, k, v), "b h l d -> b l (h d)")
+    out = q.new_empty(b, length, heads, q.shape[-1])
+    for i in range(0, b, step):
+        out[i:i + step] = F.scaled_dot_product_attention(q[i:i + step], k[i:i + step], v[i:i + step]).transpose(1, 2)
+    return out.flatten(2)
 
 
 def sinusoid(length: int, channels: int) -> Tensor:

@@ -31,13 +31,17 @@ class LoadMotionModule(io.ComfyNode):
             description="Loads an AnimateDiff motion module (v1/v2/v3, SDXL, AnimateLCM, Lightning, "
                         "HotshotXL, diffusers MotionAdapter) and shows what was detected.",
             inputs=[io.Combo.Input("model_name", options=folder_paths.get_filename_list(MODELS_FOLDER),
-                                   tooltip="A motion-module file from models/animatediff_models.")],
+                                   tooltip="A motion-module file from models/animatediff_models."),
+                    io.Boolean.Input("compile", default=False, optional=True,
+                                     tooltip="torch.compile the motion module: the first run of each new size "
+                                             "compiles (tens of seconds), later steps are faster. Needs a C++ "
+                                             "compiler; without one it runs uncompiled and logs why.")],
             outputs=[MotionModule.Output(display_name="MOTION_MODULE")],
         )
 
     @classmethod
-    def execute(cls, model_name: str) -> io.NodeOutput:
-        motion = load_by_name(model_name)
+    def execute(cls, model_name: str, compile: bool = False) -> io.NodeOutput:
+        motion = load_by_name(model_name, compile)
         return io.NodeOutput(motion, ui=ui.PreviewText(motion.spec.describe()))
 
 

@@ -289,6 +289,27 @@ def test_injected_attention_fn_is_used():
     assert (doubled - _run(module, x)).abs().max() > 1e-3
 
 
+def test_sdpa_attention_chunks_batch_heads(monkeypatch):
+    """Above the batch·heads limit the batch is attended in chunks (CUDA grid cap); the result is the same as
+    one call and equals softmax(q k^T / sqrt(d)) v written out, and chunks really happen (ragged last one)."""
+    import motion_modules.model as model
+
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(37, FRAMES, CHANNELS) for _ in range(3))
+    split = lambda t: t.unflatten(-1, (HEADS, -1)).transpose(1, 2)  # noqa: E731
+    weights = torch.softmax(split(q) @ split(k).transpose(-1, -2) / math.sqrt(CHANNELS // HEADS), dim=-1)
+    reference = (weights @ split(v)).transpose(1, 2).flatten(2)
+    whole = sdpa_attention(q, k, v, HEADS)
+    calls = []
+    real = F.scaled_dot_product_attention
+    monkeypatch.setattr(model.F, "scaled_dot_product_attention", lambda *a: calls.append(a[0].shape[0]) or real(*a))
+    monkeypatch.setattr(model, "SDPA_BATCH_HEADS_LIMIT", 10 * HEADS)
+    chunked = sdpa_attention(q, k, v, HEADS)
+    assert calls == [10, 10, 10, 7]
+    torch.testing.assert_close(chunked, whole, atol=0, rtol=0)
+    torch.testing.assert_close(whole, reference, atol=TOL, rtol=0)
+
+
 def test_positions_of_wrong_length_raise():
     """One PE row for many frames must raise, not broadcast that row onto every frame."""
     with pytest.raises(ValueError, match="positions"):
