@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -69,6 +70,11 @@ def build(host: h.Host, args):
         precast.patcher.model.to(compute)
         models["ours_precast"] = attach.attach(plain, precast)
         details["ours_precast"] = f"ours with the motion weights converted once to {args.dtype} after loading"
+    if args.compile:
+        from dataclasses import replace
+
+        models["ours_compiled"] = attach.attach(plain, replace(motion, compile=True))
+        details["ours_compiled"] = "ours with Load Motion Module's compile option (torch.compile per motion module)"
     return models, positive, negative, details
 
 
@@ -78,6 +84,7 @@ def main() -> None:
                         help="dtype stored in the motion-module file (the pack stores it in core's unet_dtype())")
     parser.add_argument("--tiny", action="store_true", help="tiny random models (develop the script, not results)")
     parser.add_argument("--no-flops", action="store_true", help="skip the FLOP count")
+    parser.add_argument("--compile", action="store_true", help="also time ours with the compile option")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args()
     h.check_common(parser, args)
@@ -99,6 +106,12 @@ def run(host: h.Host, args) -> dict:
     latent = torch.zeros(args.frames, 4, side, side)
     noise = comfy.sample.prepare_noise(latent, args.seed)
     runs = {name: (lambda m=m: sample_once(m, noise, latent, positive, negative, args)) for name, m in models.items()}
+    first_run = {}
+    if "ours_compiled" in models:  # the compile cost, apart: wall time of the first run vs the next one
+        for key in ("compile_first_run_s", "warm_run_s"):
+            start = time.perf_counter()
+            runs["ours_compiled"]()
+            first_run[key] = time.perf_counter() - start
     load_before = h.load_average()
     timings = h.interleaved(runs, args.warmup, args.repeats)
     load_after = h.load_average()
@@ -110,7 +123,9 @@ def run(host: h.Host, args) -> dict:
     precast = timings["ours_precast"]["median_s"] / timings["plain"]["median_s"] if "ours_precast" in timings else None
     record = {"bench": "overhead", "config": vars(args), "details": details, "timings": timings,
               "ratio_ours_plain": ratio, "paired_ratios": paired, "flops_per_step": flops,
-              "ratio_ours_precast_plain": precast,
+              "ratio_ours_precast_plain": precast, "compile": first_run,
+              "ratio_ours_compiled_plain": (timings["ours_compiled"]["median_s"] / timings["plain"]["median_s"]
+                                            if "ours_compiled" in timings else None),
               "flop_ratio": flop_ratio, "goals": GOALS, "attention_backend": h.attention_backend(),
               "motion_attention": h.motion_attention_backend(host),
               "method": "per step = (t_N - t_1)/(N-1) from sampler-callback timestamps; "
@@ -140,6 +155,11 @@ def report(args, r: dict) -> None:
           f"goal: ~1.38 from FLOPs at 512 px, <= 1.40 on GPU"
           + (f" ({'met' if r['ratio_ours_plain'] <= 1.40 else 'NOT met'})" if args.device.startswith("cuda") else
              " (GPU goal; a CPU figure at this size is not comparable)"))
+    if r["ratio_ours_compiled_plain"]:
+        c = r["compile"]
+        print(f"compile option: ratio ours_compiled/plain {r['ratio_ours_compiled_plain']:.3f}, ours_compiled/ours "
+              f"{t['ours_compiled']['median_s'] / t['ours']['median_s']:.3f}; first run (compiling) "
+              f"{c['compile_first_run_s']:.1f} s vs a warm run {c['warm_run_s']:.1f} s")
     if r["ratio_ours_precast_plain"]:
         print(f"what-if, motion weights converted once to {args.dtype} at load: ratio "
               f"{r['ratio_ours_precast_plain']:.3f} ({r['details']['ours_precast']})")

@@ -64,6 +64,7 @@ class Attachment:
     across_frames_norm: bool = False
     views: ContextOptions | None = None  # window only the motion module (UNet sees every frame)
     compile: bool = False  # run each motion module through torch.compile
+    name: str = ""  # the motion-module file, for messages
     _compiled: dict = field(default_factory=dict, init=False, compare=False, repr=False)
 
     def __deepcopy__(self, memo):
@@ -211,7 +212,7 @@ def _outer_sample_wrapper(executor, *args, **kwargs):
     attachment = current_attachment(options)
     if attachment is not None:
         has_context = options.get("context_handler") is not None or attachment.views is not None
-        check_frame_count(noise.shape[0], attachment.spec.pe_length, has_context)
+        check_frame_count(noise.shape[0], attachment.spec.pe_length, has_context, attachment.name)
     return executor(*args, **kwargs)
 
 
@@ -233,7 +234,8 @@ def attach(model, motion, scale: float = 1.0, beta_schedule: str = BetaSchedule.
     m = model.clone()
     _drop_previous(m)
     attachment = Attachment(motion.patcher.model, motion.spec, tuple(seats), scale,
-                            motion.spec.groupnorm == "across_frames", compile=motion.compile)
+                            motion.spec.groupnorm == "across_frames", compile=motion.compile,
+                            name=motion.name)
     m.set_injections(KEY, [_injection(attachment)])
     m.set_additional_models(KEY, [motion.patcher.clone()])
     m.set_model_forward_timestep_embed_patch((MotionSlot, attachment))

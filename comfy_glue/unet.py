@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from comfy.ldm.modules.diffusionmodules.openaimodel import Downsample, ResBlock, UNetModel, Upsample
 
 from ..motion_modules.errors import MotionModuleError
+from ..motion_modules.spec import FAMILY_NAMES
 
 
 class ModelMismatchError(MotionModuleError):
@@ -72,9 +73,13 @@ def placements(unet: UNetModel, with_mid: bool) -> list[Placement]:
     return _down(unet) + (_mid(unet) if with_mid else []) + _up(unet)
 
 
+CORE_FAMILY_NAMES = {"SD15": FAMILY_NAMES["sd15"], "SDXL": FAMILY_NAMES["sdxl"]}  # core's config class names
+
+
 def describe_model(model) -> str:
-    """A short name for the model family, e.g. 'SD15' or 'SDXL'."""
-    return type(model.model.model_config).__name__
+    """A short name for the model family as users write it, e.g. 'SD1.5', 'SDXL' or core's class name."""
+    name = type(model.model.model_config).__name__
+    return CORE_FAMILY_NAMES.get(name, name)
 
 
 def level_widths(unet: UNetModel) -> tuple[int, ...]:
@@ -95,10 +100,11 @@ def check_fits(model, spec, module_channels: dict[str, int], source: str) -> lis
     seats = placements(unet, spec.has_mid_block)
     fits = widths == tuple(spec.widths) and {p.name: p.channels for p in seats} == module_channels
     if not fits:
+        module_family = FAMILY_NAMES.get(spec.family, spec.family.upper())  # both read "an": "an SD1.5", "an SDXL"
         raise ModelMismatchError(
-            f"motion module '{source}' is a {spec.family.upper()} module (levels "
+            f"motion module '{source}' is an {module_family} module (levels "
             f"{'/'.join(map(str, spec.widths))}) but the model is {family} (levels "
-            f"{'/'.join(map(str, widths))}); use a {spec.family.upper()} checkpoint or a motion module "
+            f"{'/'.join(map(str, widths))}); use an {module_family} checkpoint or a motion module "
             f"made for {family}"
         )
     return seats

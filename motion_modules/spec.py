@@ -7,7 +7,6 @@ The internal layout is the official AnimateDiff checkpoint naming (guoyww/Animat
 """
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass, replace
 
@@ -81,18 +80,9 @@ class MotionModuleSpec:
             "mid block" if self.has_mid_block else "no mid block",
             GROUPNORM_NAMES.get(self.groupnorm, self.groupnorm),
         ]
+        if self.module_groupnorm == "across_frames":  # SDXL beta: the module's own input norm spans the clip
+            parts.append("motion-module GroupNorm across frames")
         return " · ".join(parts)
-
-
-@functools.lru_cache(maxsize=64)
-def _sinusoid_table(length: int, channels: int) -> torch.Tensor:
-    """The float64 table behind ``sinusoidal_pe`` (cached: the same few sizes recur for every module)."""
-    position = torch.arange(length, dtype=torch.float64).unsqueeze(1)
-    div = torch.exp(torch.arange(0, channels, 2, dtype=torch.float64) * (-math.log(10000.0) / channels))
-    pe = torch.zeros(1, length, channels, dtype=torch.float64)
-    pe[0, :, 0::2] = torch.sin(position * div)
-    pe[0, :, 1::2] = torch.cos(position * div)
-    return pe
 
 
 def sinusoidal_pe(length: int, channels: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:

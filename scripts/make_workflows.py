@@ -59,12 +59,12 @@ def base(frames: int, size: int = 512, context: list | None = None, noise: str =
     pos = g.node("CLIPTextEncode", [PROMPT], [("clip", "CLIP")], [("CONDITIONING", "CONDITIONING")], (380, 0))
     neg = g.node("CLIPTextEncode", [NEGATIVE], [("clip", "CLIP")], [("CONDITIONING", "CONDITIONING")], (380, 220))
     lat = g.node("EmptyLatentImage", [size, size, frames], outputs=[("LATENT", "LATENT")], pos=(380, 440))
-    mm = g.node("KinemaLoadMotionModule", [motion_file], outputs=[("MOTION_MODULE", "MOTION_MODULE")],
+    mm = g.node("KinemaLoadMotionModule", [motion_file, False], outputs=[("MOTION_MODULE", "MOTION_MODULE")],
                 pos=(0, 300))
     mm_slot = 0
     for i, (name, strength) in enumerate(lora):
         lo = g.node("KinemaApplyMotionLoRA", [name, strength, 0.0, 1.0],
-                    [("motion_module", "MOTION_MODULE")], [("MOTION_MODULE", "MOTION_MODULE")], (0, 440 + 160 * i))
+                    [("motion_module", "MOTION_MODULE")], [("MOTION_MODULE", "MOTION_MODULE")], (0, 450 + 220 * i))
         g.link(mm, mm_slot, lo, "motion_module")
         mm, mm_slot = lo, 0
     sample_inputs = [("model", "MODEL"), ("motion_module", "MOTION_MODULE"), ("positive", "CONDITIONING"),

@@ -195,7 +195,12 @@ def test_frame_count_messages():
     assert str(zero.value) == "the latent has 0 frames; expected at least 1"
     with pytest.raises(FrameCountError) as many:
         check_frame_count(48, 32, has_context=False)
-    assert str(many.value) == "48 frames exceed this module's limit of 32; add a Context Scheduler"
+    assert str(many.value) == ("the latent has 48 frames but this motion module takes at most 32 per pass; "
+                               "add a Context Scheduler")
+    with pytest.raises(FrameCountError) as named:
+        check_frame_count(48, 32, has_context=False, source="mm_sd_v15_v2.ckpt")
+    assert str(named.value) == ("the latent has 48 frames but motion module 'mm_sd_v15_v2.ckpt' takes at most 32 per "
+                                "pass; add a Context Scheduler")
     assert issubclass(FrameCountError, ValueError)
 
 

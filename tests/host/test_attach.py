@@ -160,5 +160,5 @@ def test_sdxl_module_on_sd15_model_is_refused(base):
     """An SDXL-shaped module on an SD1.5 model: one sentence naming both, before anything runs."""
     attach = _glue("attach")
     motion = tiny_motion("sdxl-beta", widths=(32, 64, 128))
-    with pytest.raises(ValueError, match=r"SDXL module .* but the model is SD15"):
+    with pytest.raises(ValueError, match=r"an SDXL module .* but the model is SD1\.5 "):
         attach.attach(base, motion)

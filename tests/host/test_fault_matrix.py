@@ -186,8 +186,8 @@ def test_sd15_module_on_sdxl_model(env):
     before = plain(sdxl, cond=cond)
     with pytest.raises(ValueError) as info:
         animate(env.nodes, sdxl, env.motion, cond=cond)
-    assert str(info.value) == ("motion module 'fm_good_v2.safetensors' is a SD15 module (levels 32/64/128/128) but "
-                               "the model is SDXL (levels 32/64/128); use a SD15 checkpoint or a motion module made "
+    assert str(info.value) == ("motion module 'fm_good_v2.safetensors' is an SD1.5 module (levels 32/64/128/128) but "
+                               "the model is SDXL (levels 32/64/128); use an SD1.5 checkpoint or a motion module made "
                                "for SDXL")
     assert slots_in(sdxl) == 0
     assert torch.equal(plain(sdxl, cond=cond), before)
@@ -200,9 +200,9 @@ def test_sdxl_module_on_sd15_model(env):
     """The reverse: an SDXL module on the SD1.5 model is refused before anything runs."""
     with pytest.raises(ValueError) as info:
         animate(env.nodes, env.base, tiny_motion("sdxl-beta", widths=(32, 64, 128)))
-    assert str(info.value) == ("motion module 'tiny_sdxl-beta.safetensors' is a SDXL module (levels 32/64/128) "
-                               "but the model is SD15 (levels 32/64/128/128); use a SDXL checkpoint or a motion "
-                               "module made for SD15")
+    assert str(info.value) == ("motion module 'tiny_sdxl-beta.safetensors' is an SDXL module (levels 32/64/128) "
+                               "but the model is SD1.5 (levels 32/64/128/128); use an SDXL checkpoint or a motion "
+                               "module made for SD1.5")
     assert_next_prompt_normal(env)
 
 
@@ -406,7 +406,8 @@ def test_context_length_beyond_pe_length(env):
 
 @pytest.mark.parametrize("path", ["SampleAnimation", "KSampler"])
 @pytest.mark.parametrize("frames, message", [
-    (33, "33 frames exceed this module's limit of 32; add a Context Scheduler"),
+    (33, "the latent has 33 frames but motion module 'fm_good_v2.safetensors' takes at most 32 per pass; add a "
+         "Context Scheduler"),
     (0, "the latent has 0 frames; expected at least 1"),
 ])
 def test_frame_count_guardrails(env, comfy_host, path, frames, message):

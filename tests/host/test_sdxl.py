@@ -316,9 +316,10 @@ def test_descriptions_state_family_and_sweet_spot(beta, hotshot):
     assert beta.spec.describe().startswith("SDXL · AnimateDiff SDXL beta")
     assert "PE 32 (up to 32 frames per pass, best at 16)" in beta.spec.describe()
     assert "no mid block" in beta.spec.describe()
+    assert beta.spec.describe().endswith("motion-module GroupNorm across frames")
     text = hotshot.spec.describe()
     assert text.startswith("SDXL · HotshotXL") and "PE 24 (up to 24 frames per pass, best at 8)" in text
-    assert "across-frames GroupNorm" in text
+    assert "across-frames GroupNorm" in text and "motion-module GroupNorm" not in text
     assert (hotshot.spec.groupnorm, hotshot.spec.module_groupnorm) == ("across_frames", "per_frame")
     assert (beta.spec.groupnorm, beta.spec.module_groupnorm) == ("per_frame", "across_frames")
 

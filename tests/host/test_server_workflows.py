@@ -115,7 +115,8 @@ def test_motion_lora_example_zoom_in_and_pan_left(comfy_server, server_sd15, ser
 
 
 @pytest.mark.parametrize("frames, message", [
-    (40, "40 frames exceed this module's limit of 32; add a Context Scheduler"),
+    (40, f"the latent has 40 frames but motion module '{MOTION_NAME}' takes at most 32 per pass; add a Context "
+         "Scheduler"),
 ])
 def test_guardrail_is_an_execution_error_and_next_prompt_runs(comfy_server, server_sd15, server_motion,
                                                               frames, message):
