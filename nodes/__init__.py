@@ -1,7 +1,8 @@
 """V3 node classes; each execute() delegates to the glue."""
 from .context import ContextScheduler
+from .decode import DecodeFrames
 from .lora import ApplyMotionLoRA
 from .motion_module import ApplyMotionModule, LoadMotionModule
 from .sample import SampleAnimation
 
-NODES = [LoadMotionModule, ApplyMotionModule, ContextScheduler, SampleAnimation, ApplyMotionLoRA]
+NODES = [LoadMotionModule, ApplyMotionModule, ContextScheduler, SampleAnimation, ApplyMotionLoRA, DecodeFrames]

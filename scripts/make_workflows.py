@@ -83,11 +83,11 @@ def base(frames: int, size: int = 512, context: list | None = None, noise: str =
         cx = g.node("KinemaContextScheduler", context, outputs=[("CONTEXT_OPTIONS", "CONTEXT_OPTIONS")],
                     pos=(380, 620))
         g.link(cx, 0, sa, "context_options")
-    dec = g.node("VAEDecode", [], [("samples", "LATENT"), ("vae", "VAE")], [("IMAGE", "IMAGE")], (1140, 0))
+    dec = g.node("KinemaDecodeFrames", [4], [("samples", "LATENT"), ("vae", "VAE")], [("IMAGE", "IMAGE")], (1140, 0))
     g.link(sa, 0, dec, "samples")
     g.link(ck, 2, dec, "vae")
     save = g.node("SaveAnimatedWEBP", ["animatediff", 8.0, False, 85, "default"], [("images", "IMAGE")],
-                  pos=(1400, 0))
+                  pos=(1500, 0))
     g.link(dec, 0, save, "images")
     return g
 

@@ -11,7 +11,7 @@ import torch
 pytestmark = pytest.mark.host
 
 sys.path.append(str(Path(__file__).parent))
-from _tiny import conditioning, tiny_sd15_patcher  # noqa: E402
+from _tiny import conditioning, loaded_motion, tiny_sd15_patcher  # noqa: E402
 
 TINY_WIDTHS = (32, 64, 128, 128)
 
@@ -34,16 +34,8 @@ def _random_state_dict(spec, seed: int = 0, std: float = 0.05) -> dict:
 
 def tiny_motion(version: str = "v2", seed: int = 0, widths=TINY_WIDTHS):
     """A LoadedMotionModule with random weights in the layout of ``version``, shrunk to ``widths``."""
-    import comfy.model_patcher
-
-    mm = import_module("kinema.motion_modules")
-    loading = _glue("loading")
-    spec = mm.standard_spec(version, widths=widths)
-    model = loading.build_motion_model(spec, _random_state_dict(spec, seed))
-    patcher = comfy.model_patcher.ModelPatcher(model, load_device=torch.device("cpu"),
-                                               offload_device=torch.device("cpu"))
-    channels = {n: model.get_submodule(n).temporal_transformer.proj_in.in_features for n in model.module_names()}
-    return loading.LoadedMotionModule(patcher, spec, f"tiny_{version}.safetensors", channels)
+    spec = import_module("kinema.motion_modules").standard_spec(version, widths=widths)
+    return loaded_motion(spec, _random_state_dict(spec, seed), f"tiny_{version}.safetensors")
 
 
 def sample(model, frames: int = 4, steps: int = 2, seed: int = 0) -> torch.Tensor:

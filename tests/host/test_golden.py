@@ -18,6 +18,7 @@ import torch
 pytestmark = pytest.mark.host
 
 sys.path.append(str(Path(__file__).parent))
+from _tiny import randomize_fan_in  # noqa: E402
 
 FRAMES, SIZE, STEPS, CFG, SEED = 8, 8, 2, 3.0, 0  # cfg > 1: cond and uncond clips share one batch
 UNET = {  # SD1.5 layout at 32 channels: levels 32/64/128/128, attention in the top three
@@ -38,20 +39,6 @@ def _mod(name: str):
     return import_module(f"kinema.{name}")
 
 
-def fan_in(module: torch.nn.Module, seed: int) -> torch.nn.Module:
-    """Weights ~ N(0, 1/fan_in), norm scales 1 ± 0.1, biases ~ N(0, 0.1²), from one seeded generator."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in module.named_parameters():
-            noise = torch.randn(p.shape, generator=g)
-            if p.ndim > 1:
-                noise /= (p.numel() // p.shape[0]) ** 0.5
-            else:
-                noise = noise * 0.1 + (1.0 if name.endswith("weight") else 0.0)
-            p.copy_(noise)
-    return module
-
-
 def golden_model():
     """The fixed SD1.5-shaped UNet (seed 0) in a ModelPatcher on the CPU."""
     import comfy.model_base
@@ -61,7 +48,7 @@ def golden_model():
     config = comfy.supported_models.SD15(dict(UNET))
     config.set_inference_dtype(torch.float32, None)
     model = comfy.model_base.BaseModel(config, device="cpu")
-    fan_in(model.diffusion_model, 0).eval()
+    randomize_fan_in(model.diffusion_model, 0).eval()
     return comfy.model_patcher.ModelPatcher(model, load_device=torch.device("cpu"), offload_device=torch.device("cpu"))
 
 
@@ -73,7 +60,7 @@ def golden_motion():
     loading, model_mod = _mod("comfy_glue.loading"), _mod("motion_modules.model")
     spec = _mod("motion_modules").standard_spec("v2", widths=(32, 64, 128, 128))
     model = model_mod.MotionModel(spec, operations=comfy.ops.manual_cast, dtype=torch.float32, device="cpu")
-    fan_in(model, 1).eval().requires_grad_(False)
+    randomize_fan_in(model, 1).eval().requires_grad_(False)
     patcher = comfy.model_patcher.ModelPatcher(model, load_device=torch.device("cpu"), offload_device=torch.device("cpu"))
     channels = {n: model.get_submodule(n).temporal_transformer.proj_in.in_features for n in model.module_names()}
     return loading.LoadedMotionModule(patcher, spec, "golden_v2.safetensors", channels)

@@ -86,7 +86,7 @@ def test_object_info_lists_our_nodes_with_tooltips(comfy_server):
     info = comfy_server.object_info()
     ours = {k: v for k, v in info.items() if k.startswith("Kinema")}
     assert {"KinemaLoadMotionModule", "KinemaApplyMotionModule", "KinemaSampleAnimation",
-            "KinemaContextScheduler"} <= set(ours)
+            "KinemaContextScheduler", "KinemaApplyMotionLoRA", "KinemaDecodeFrames"} <= set(ours)
     for node_id, node in ours.items():
         for group in ("required", "optional"):
             for name, spec in (node["input"].get(group) or {}).items():
