@@ -15,7 +15,7 @@ def sample_animation(model, motion, positive, negative, latent: dict, seed: int,
                      use_freenoise: bool = False) -> dict:
     """Attach ``motion`` to a clone of ``model`` and denoise the latent's frames together."""
     samples = latent["samples"]
-    check_frame_count(samples.shape[0], motion.spec.pe_length, context is not None)
+    check_frame_count(samples.shape[0], motion.spec.pe_length, context is not None, motion.name)
     animated = attach(model, motion, scale=motion_scale, beta_schedule=beta_schedule)
     if context is not None:
         from .context import apply_context  # context windows are optional glue
