@@ -72,11 +72,10 @@ class Attachment:
 
     def _module(self, name: str):
         """The motion module seated as ``name``, compiled on first use when asked (shared across clones)."""
-        module = self.motion_model.get_submodule(name)
-        if not self.compile or self._compiled.get(name) is False:
-            return module
+        if not self.compile:
+            return self.motion_model.get_submodule(name)
         if name not in self._compiled:
-            self._compiled[name] = _Compiled(module, self._compiled, name)
+            self._compiled[name] = _Compiled(self.motion_model.get_submodule(name), name)
         return self._compiled[name]
 
     def __call__(self, layer, x, emb, context, transformer_options, *args, **kwargs):
@@ -109,11 +108,13 @@ class _Compiled:
     """``torch.compile`` of one motion module; if the compiler itself fails (no C++ toolchain, an unsupported
     op), that module runs eagerly from then on and the reason is logged once, instead of the prompt failing."""
 
-    def __init__(self, module: nn.Module, cache: dict, name: str):
-        self.module, self.cache, self.name = module, cache, name
+    def __init__(self, module: nn.Module, name: str):
+        self.module, self.name = module, name
         self.compiled = torch.compile(module)
 
     def __call__(self, x: Tensor, call: MotionCall) -> Tensor:
+        if self.compiled is None:
+            return self.module(x, call)
         try:
             return self.compiled(x, call)
         except Exception as error:  # noqa: BLE001 - only the compiler's own failures are swallowed
@@ -121,7 +122,7 @@ class _Compiled:
                 raise
             log.warning("Kinema: torch.compile failed for motion module %s, running it uncompiled: %s",
                         self.name, str(error).splitlines()[0] if str(error) else type(error).__name__)
-            self.cache[self.name] = False
+            self.compiled = None
             return self.module(x, call)
 
 

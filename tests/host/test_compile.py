@@ -56,7 +56,7 @@ def test_compiled_motion_module_matches_eager_and_sees_weight_patches(comfy_host
     compiled_model = attach(base, replace(motion, compile=True))
     compiled = sample(compiled_model)
     assert counters["stats"]["unique_graphs"] > graphs, "nothing was compiled"
-    assert _compiled_modules(compiled_model) and all(m is not False for m in _compiled_modules(compiled_model))
+    assert _compiled_modules(compiled_model) and all(m.compiled is not None for m in _compiled_modules(compiled_model))
     _close(compiled, eager)
 
     patched = _with_delta(motion)
