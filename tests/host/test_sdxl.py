@@ -437,10 +437,10 @@ def _tiny_loaded(version: str, widths) -> object:
 
 
 @pytest.mark.parametrize("model_kind, version, widths, module_family, model_family", [
-    ("sd15", "sdxl-beta", TINY_SDXL, "SDXL", "SD15"),
-    ("sd15", "hotshotxl", TINY_SDXL, "SDXL", "SD15"),
-    ("sdxl", "v2", TINY_SD15, "SD15", "SDXL"),
-    ("sdxl", "v3", TINY_SD15, "SD15", "SDXL"),
+    ("sd15", "sdxl-beta", TINY_SDXL, "SDXL", "SD1.5"),
+    ("sd15", "hotshotxl", TINY_SDXL, "SDXL", "SD1.5"),
+    ("sdxl", "v2", TINY_SD15, "SD1.5", "SDXL"),
+    ("sdxl", "v3", TINY_SD15, "SD1.5", "SDXL"),
 ])
 def test_family_mismatch_is_one_sentence_before_sampling(request, model_kind, version, widths, module_family,
                                                          model_family):
@@ -458,7 +458,7 @@ def test_family_mismatch_is_one_sentence_before_sampling(request, model_kind, ve
         _mod("comfy_glue.sample").sample_animation(model, motion, cond, cond, latent, 0, 1, 1.0, "euler", "normal")
     message = str(err.value)
     assert f"tiny_{version}.safetensors" in message
-    assert f"is a {module_family} module" in message and f"the model is {model_family}" in message
+    assert f"is an {module_family} module" in message and f"the model is {model_family}" in message
     assert "/".join(map(str, widths)) in message
     assert message.count(". ") == 0 and "\n" not in message  # one sentence
     assert calls == [] and slots_in(model) == 0
