@@ -1,5 +1,5 @@
 """Custom socket types, declared once."""
 from comfy_api.latest import io
 
-MotionModule = io.Custom("MOTION_MODULE")
-ContextOptions = io.Custom("CONTEXT_OPTIONS")
+MotionModule = io.Custom("KINEMA_MOTION_MODULE")
+ContextOptions = io.Custom("KINEMA_CONTEXT_OPTIONS")

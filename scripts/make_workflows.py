@@ -59,18 +59,18 @@ def base(frames: int, size: int = 512, context: list | None = None, noise: str =
     pos = g.node("CLIPTextEncode", [PROMPT], [("clip", "CLIP")], [("CONDITIONING", "CONDITIONING")], (380, 0))
     neg = g.node("CLIPTextEncode", [NEGATIVE], [("clip", "CLIP")], [("CONDITIONING", "CONDITIONING")], (380, 220))
     lat = g.node("EmptyLatentImage", [size, size, frames], outputs=[("LATENT", "LATENT")], pos=(380, 440))
-    mm = g.node("KinemaLoadMotionModule", [motion_file, False], outputs=[("MOTION_MODULE", "MOTION_MODULE")],
+    mm = g.node("KinemaLoadMotionModule", [motion_file, False], outputs=[("MOTION_MODULE", "KINEMA_MOTION_MODULE")],
                 pos=(0, 300))
     mm_slot = 0
     for i, (name, strength) in enumerate(lora):
         lo = g.node("KinemaApplyMotionLoRA", [name, strength, 0.0, 1.0],
-                    [("motion_module", "MOTION_MODULE")], [("MOTION_MODULE", "MOTION_MODULE")], (0, 450 + 220 * i))
+                    [("motion_module", "KINEMA_MOTION_MODULE")], [("MOTION_MODULE", "KINEMA_MOTION_MODULE")], (0, 450 + 220 * i))
         g.link(mm, mm_slot, lo, "motion_module")
         mm, mm_slot = lo, 0
-    sample_inputs = [("model", "MODEL"), ("motion_module", "MOTION_MODULE"), ("positive", "CONDITIONING"),
+    sample_inputs = [("model", "MODEL"), ("motion_module", "KINEMA_MOTION_MODULE"), ("positive", "CONDITIONING"),
                      ("negative", "CONDITIONING"), ("latent_image", "LATENT")]
     if context is not None:
-        sample_inputs.append(("context_options", "CONTEXT_OPTIONS"))
+        sample_inputs.append(("context_options", "KINEMA_CONTEXT_OPTIONS"))
     sa = g.node("KinemaSampleAnimation",
                 [42, "fixed", 20, 7.5, "euler", "normal", 1.0, 1.0, "auto (motion module's)", noise],
                 sample_inputs, [("LATENT", "LATENT")], (760, 0))
@@ -80,7 +80,7 @@ def base(frames: int, size: int = 512, context: list | None = None, noise: str =
     g.link(ck, 1, pos, "clip")
     g.link(ck, 1, neg, "clip")
     if context is not None:
-        cx = g.node("KinemaContextScheduler", context, outputs=[("CONTEXT_OPTIONS", "CONTEXT_OPTIONS")],
+        cx = g.node("KinemaContextScheduler", context, outputs=[("CONTEXT_OPTIONS", "KINEMA_CONTEXT_OPTIONS")],
                     pos=(380, 620))
         g.link(cx, 0, sa, "context_options")
     dec = g.node("KinemaDecodeFrames", [4], [("samples", "LATENT"), ("vae", "VAE")], [("IMAGE", "IMAGE")], (1140, 0))
