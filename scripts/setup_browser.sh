@@ -3,10 +3,11 @@
 #
 #   bash scripts/setup_browser.sh
 #
-# Idempotent and never fatal: installs chromium with apt-get only if /usr/bin/chromium is missing, and
-# playwright-core into $KINEMA_NODE_DIR (default ~/.cache/kinema/node; never into the repo). Prints one
-# line and exits 0 either way; when something cannot be set up, tests/host/test_browser.py skips with
-# one line saying what is missing. Never downloads a browser of playwright's own.
+# Idempotent: installs chromium with apt-get only if /usr/bin/chromium is missing, and playwright-core into
+# $KINEMA_NODE_DIR (default ~/.cache/kinema/node; never into the repo). Prints one line. Exits 0 when ready or
+# when this machine has no way to install them (no apt-get / npm); exits 1 when an install was possible but
+# failed (.ci/run treats that as a failure unless KINEMA_ALLOW_SKIPS=1). When something is missing,
+# tests/host/test_browser.py skips with one line saying what. Never downloads a browser of playwright's own.
 set -uo pipefail
 node_dir="${KINEMA_NODE_DIR:-$HOME/.cache/kinema/node}"
 chromium="${KINEMA_CHROMIUM:-/usr/bin/chromium}"
@@ -14,6 +15,7 @@ log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 
 note() { echo "setup_browser: $*"; exit 0; }
+fail() { echo "setup_browser: $*"; exit 1; }
 
 if [ ! -x "$chromium" ]; then
   sudo=()
@@ -23,9 +25,9 @@ if [ ! -x "$chromium" ]; then
   fi
   if ! { "${sudo[@]}" apt-get update -qq && \
          DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq chromium; } >"$log" 2>&1; then
-    note "apt-get install chromium failed ($(tail -n 1 "$log")); browser tests will skip"
+    fail "apt-get install chromium failed ($(tail -n 1 "$log")); browser tests will skip"
   fi
-  [ -x "$chromium" ] || note "chromium installed but $chromium is missing; browser tests will skip"
+  [ -x "$chromium" ] || fail "chromium installed but $chromium is missing; browser tests will skip"
 fi
 
 if [ ! -f "$node_dir/node_modules/playwright-core/package.json" ]; then
@@ -34,7 +36,7 @@ if [ ! -f "$node_dir/node_modules/playwright-core/package.json" ]; then
   [ -f "$node_dir/package.json" ] || echo '{"name": "kinema-browser-tests", "private": true}' > "$node_dir/package.json"
   if ! (cd "$node_dir" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm install --no-audit --no-fund --silent \
         playwright-core@1) >"$log" 2>&1; then
-    note "npm install playwright-core failed ($(tail -n 1 "$log")); browser tests will skip"
+    fail "npm install playwright-core failed ($(tail -n 1 "$log")); browser tests will skip"
   fi
 fi
 
