@@ -148,6 +148,16 @@ def load_full_sd15(dtype: torch.dtype):
     return out[0], out[1], out[2]
 
 
+def load_full_sdxl(dtype: torch.dtype):
+    """(MODEL, CLIP, VAE) from the random full-size SDXL checkpoint (~7 GB, cached) through core's loader."""
+    import comfy.sd
+    from _models import sdxl_checkpoint
+
+    out = comfy.sd.load_checkpoint_guess_config(str(sdxl_checkpoint(torch.float16)), output_vae=True,
+                                                output_clip=True, model_options={"dtype": dtype})
+    return out[0], out[1], out[2]
+
+
 def release_freed() -> None:
     """Give freed heap pages back to the OS (glibc ``malloc_trim``), so RSS figures start from what is live."""
     import ctypes
@@ -173,6 +183,13 @@ def place_motion_file(host: Host, file_dtype: str, name: str = "mm_sd_v15_v2.saf
     return write_motion_module(target, "v2", FILE_DTYPES[file_dtype])
 
 
+def place_sdxl_motion_file(host: Host, name: str = "mm_sdxl_v10_beta.safetensors") -> Path:
+    """The random full-size AnimateDiff-SDXL beta module (real key layout, fp16) in ``animatediff_models/``."""
+    from _models import write_sdxl_motion_module
+
+    return write_sdxl_motion_module(host.env.models_dir / "animatediff_models" / name, "sdxl-beta")
+
+
 def load_full_motion(host: Host, path: Path):
     """Our loader (Load Motion Module's path): a LoadedMotionModule from a file."""
     return host.glue("loading").load_from_path(str(path), path.name)
@@ -186,6 +203,16 @@ def tiny_models(seed: int = 0):
     spec = standard_spec("v2", widths=(32, 64, 128, 128))
     motion = loaded_motion(spec, motion_state_dict(spec, seed))
     return tiny_sd15_patcher(seed=seed), motion, conditioning(0), conditioning(1)
+
+
+def tiny_sdxl_models(seed: int = 0):
+    """(MODEL, MOTION_MODULE, positive, negative) tiny SDXL-shaped, random, on the CPU."""
+    from _tiny import TINY_WIDTH, loaded_motion, motion_state_dict, sdxl_conditioning, tiny_sdxl_patcher
+    from kinema.motion_modules import standard_spec
+
+    spec = standard_spec("sdxl-beta", widths=(TINY_WIDTH, 2 * TINY_WIDTH, 4 * TINY_WIDTH))
+    motion = loaded_motion(spec, motion_state_dict(spec, seed))
+    return tiny_sdxl_patcher(seed=seed), motion, sdxl_conditioning(0), sdxl_conditioning(1)
 
 
 def sigmas_for(model, scheduler: str, steps: int) -> torch.Tensor:

@@ -54,6 +54,7 @@ def main() -> None:
     parser.add_argument("--latent", type=int, default=8, help="latent side (px / 8)")
     parser.add_argument("--batches", type=lambda s: [int(x) for x in s.split(",")], default=[1, 4, 8])
     parser.add_argument("--comfy", type=Path, default=None)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)  # 0 = core's VAE Decode, n = Decode Frames
     args = parser.parse_args()
     if args.worker is not None:
@@ -74,11 +75,11 @@ def main() -> None:
         same = abs(r["checksum"] - core["checksum"]) <= 1e-4 * abs(core["checksum"]) + 1e-3
         print(f"| {name} | {r['peak_extra_mib']:.0f} | {r['peak_extra_mib'] / max(core['peak_extra_mib'], 1):.2f} | "
               f"{r['seconds']:.2f} | {'yes' if same else 'NO'} |")
-    out = ROOT / "bench" / "results" / f"decode-{args.device}-{args.latent}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out = args.out / f"decode-{args.device}-{args.latent}-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"bench": "decode", "config": {k: str(v) for k, v in vars(args).items()},
                                "results": rows}, indent=1))
-    print(f"wrote {out.relative_to(ROOT)}")
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

@@ -49,9 +49,19 @@ def flops_per_step(model, noise, latent, positive, negative, args) -> float:
 def build(host: h.Host, args):
     """({name: MODEL}, positive, negative, details) per --tiny / full size."""
     attach = host.glue("attach")
-    if args.tiny:
+    if args.tiny and args.sdxl:
+        plain, motion, positive, negative = h.tiny_sdxl_models(args.seed)
+        details = {"models": "tiny SDXL-shaped UNet + tiny SDXL-beta-layout motion module (development only)"}
+    elif args.tiny:
         plain, motion, positive, negative = h.tiny_models(args.seed)
         details = {"models": "tiny SD1.5-shaped UNet (width 32) + tiny v2 motion module (development only)"}
+    elif args.sdxl:
+        plain, clip, _vae = h.load_full_sdxl(h.DTYPES[args.dtype])
+        positive, negative = h.encode(clip, h.POSITIVE), h.encode(clip, h.NEGATIVE)
+        del clip, _vae
+        motion = h.load_full_motion(host, h.place_sdxl_motion_file(host))
+        details = {"models": "random full-size SDXL (core checkpoint loader) + random full-size AnimateDiff-SDXL beta "
+                             "module (pack loader, fp16 file)"}
     else:
         plain, clip, _vae, = h.load_full_sd15(h.DTYPES[args.dtype])
         positive, negative = h.encode(clip, h.POSITIVE), h.encode(clip, h.NEGATIVE)
@@ -63,7 +73,7 @@ def build(host: h.Host, args):
     details["motion_params"] = sum(p.numel() for p in motion.patcher.model.parameters())
     details["motion_weight_dtype"] = str(next(motion.patcher.model.parameters()).dtype)
     compute = h.DTYPES[args.dtype]
-    if not args.tiny and next(motion.patcher.model.parameters()).dtype != compute:
+    if not args.tiny and not args.sdxl and next(motion.patcher.model.parameters()).dtype != compute:
         # what-if: the same module with its weights converted once to the compute dtype (the pack stores them in
         # core's unet_dtype(), so this only runs when that differs from --dtype)
         precast = h.load_full_motion(host, h.place_motion_file(host, args.mm_dtype))
@@ -85,6 +95,9 @@ def main() -> None:
     parser.add_argument("--tiny", action="store_true", help="tiny random models (develop the script, not results)")
     parser.add_argument("--no-flops", action="store_true", help="skip the FLOP count")
     parser.add_argument("--compile", action="store_true", help="also time ours with the compile option")
+    parser.add_argument("--profile", action="store_true",
+                        help="also write a torch.profiler table of one sampling run of ours (profile_*.txt in --out)")
+    parser.add_argument("--sdxl", action="store_true", help="SDXL + the AnimateDiff-SDXL beta module (use --size 1024)")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args()
     h.check_common(parser, args)
@@ -94,7 +107,7 @@ def main() -> None:
         record = run(host, args)
     finally:
         host.cleanup()
-    h.write_record(args, "overhead", record)
+    h.write_record(args, "overhead_sdxl" if args.sdxl else "overhead", record)
 
 
 def run(host: h.Host, args) -> dict:
@@ -133,7 +146,26 @@ def run(host: h.Host, args) -> dict:
               "load_average_before": load_before, "load_average_after": load_after,
               "environment": h.environment(args, host)}
     report(args, record)
+    if args.profile:
+        record["profile"] = str(profile(models["ours"], noise, latent, positive, negative, args))
     return record
+
+
+def profile(model, noise, latent, positive, negative, args) -> Path:
+    """torch.profiler table (top 30 ops by device time) of one sampling run; returns the file written."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if args.device.startswith("cuda") else [])
+    with torch_profile(activities=activities) as prof:
+        sample_once(model, noise, latent, positive, negative, args)
+    key = "self_cuda_time_total" if args.device.startswith("cuda") else "self_cpu_time_total"
+    text = prof.key_averages().table(sort_by=key, row_limit=30, max_name_column_width=70)
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"profile_{'sdxl' if args.sdxl else 'sd15'}_ours_{args.size}px.txt"
+    path.write_text(text)
+    print(text)
+    return path
 
 
 def report(args, r: dict) -> None:

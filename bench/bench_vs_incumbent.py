@@ -29,6 +29,7 @@ import asyncio
 import json
 import logging
 import math
+import shutil
 import subprocess
 import sys
 import time
@@ -99,13 +100,17 @@ def node(host: h.Host, node_id: str, **inputs):
 def import_evolved(host: h.Host, git_dir: Path):
     """Unpack the snapshot into <base>/custom_nodes and import it as ComfyUI does; Failed on any error."""
     target = host.base_dir / "custom_nodes" / "ComfyUI-AnimateDiff-Evolved"
-    target.mkdir(parents=True, exist_ok=True)
-    archive = subprocess.run(f"git --git-dir='{git_dir}' archive HEAD | tar -x -C '{target}'", shell=True,
-                             capture_output=True, text=True)
-    if archive.returncode:
-        return Failed("unpack", archive.stderr.strip() or f"git archive exit {archive.returncode}")
-    commit = subprocess.run(["git", "--git-dir", str(git_dir), "rev-parse", "HEAD"], capture_output=True,
-                            text=True).stdout.strip()
+    if (git_dir / "__init__.py").is_file():  # an unpacked tree (the GPU suite carries one)
+        shutil.copytree(git_dir, target)
+        commit = (git_dir / "COMMIT").read_text().strip() if (git_dir / "COMMIT").is_file() else "unpacked tree"
+    else:
+        target.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(f"git --git-dir='{git_dir}' archive HEAD | tar -x -C '{target}'", shell=True,
+                                 capture_output=True, text=True)
+        if archive.returncode:
+            return Failed("unpack", archive.stderr.strip() or f"git archive exit {archive.returncode}")
+        commit = subprocess.run(["git", "--git-dir", str(git_dir), "rev-parse", "HEAD"], capture_output=True,
+                                text=True).stdout.strip()
     capture = LogCapture()
     logging.getLogger().addHandler(capture)
     try:
@@ -491,7 +496,7 @@ def main() -> None:
     parser = h.common_args(argparse.ArgumentParser(description=__doc__.splitlines()[0]), size=64, steps=4)
     parser.add_argument("--mm-dtype", default="fp16", choices=sorted(h.FILE_DTYPES),
                         help="dtype stored in the motion-module file")
-    parser.add_argument("--evolved-git", type=Path, default=EVOLVED_GIT, help="AnimateDiff-Evolved bare git dir")
+    parser.add_argument("--evolved-git", type=Path, default=EVOLVED_GIT, help="AnimateDiff-Evolved: bare git dir or unpacked tree")
     parser.add_argument("--diffusers-motion-from", choices=("file", "evolved"), default="file",
                         help="diffusers' motion weights: read from the file, or share Evolved's (saves ~1.8 GB)")
     parser.add_argument("--decode-batch", type=int, default=4, help="ours: Decode Frames' frames_per_batch")
