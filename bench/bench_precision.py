@@ -34,7 +34,8 @@ def models_for(host: h.Host, args, dtype: torch.dtype):
     attach = host.glue("attach")
     if args.tiny:
         base, motion, positive, negative = h.tiny_models(args.seed)
-        base.model.to(dtype)
+        base.model.diffusion_model.to(dtype)
+        base.model.diffusion_model.dtype = dtype  # what BaseModel casts the input to
         vae = None
     else:
         base, clip, vae = h.load_full_sd15(dtype)

@@ -59,12 +59,12 @@ evolved=(); [ -n "${KINEMA_EVOLVED:-}" ] && evolved=(--evolved-git "$KINEMA_EVOL
 } | tee "$out/environment.txt"
 
 if [ -n "$smoke" ]; then
-  gpu=(--device cpu --dtype fp32 --threads "$(nproc)")
+  gpu=(--device cpu --dtype fp32 --threads 1)  # tiny models: a thread pool only adds overhead
   declare -A part=(
     [vs_incumbent]="bench/bench_vs_incumbent.py ${gpu[*]} --size 64 --steps 3 --warmup 1 --repeats 1"
-    [overhead]="bench/bench_overhead.py ${gpu[*]} --tiny --size 64 --steps 3 --warmup 1 --repeats 1 --profile"
-    [precision]="bench/bench_precision.py --device cpu --tiny --size 64 --steps 3"
-    [sdxl]="bench/bench_overhead.py ${gpu[*]} --tiny --sdxl --size 64 --steps 3 --warmup 1 --repeats 1"
+    [overhead]="bench/bench_overhead.py ${gpu[*]} --tiny --frames 4 --size 64 --steps 3 --warmup 1 --repeats 1 --profile"
+    [precision]="bench/bench_precision.py --device cpu --tiny --frames 4 --size 64 --steps 3"
+    [sdxl]="bench/bench_overhead.py ${gpu[*]} --tiny --sdxl --frames 4 --size 64 --steps 3 --warmup 1 --repeats 1"
     [context]="bench/bench_context.py ${gpu[*]} --frames-list 16,32 --skip seams --steps 3 --warmup 1 --repeats 1"
     [decode]="bench/bench_decode.py --device cpu --latent 8 --batches 4"
     [compile]="bench/bench_compile.py --device cpu --channels 64 --side 8 --repeats 1"

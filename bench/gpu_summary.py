@@ -53,6 +53,7 @@ def vs_incumbent(r: dict) -> list[list[str]]:
 
 def overhead(r: dict, label: str, peak_tflops: float) -> list[list[str]]:
     """Overhead ratio vs plain images, share of the chip's peak."""
+    label = f"{label} {r['config']['size']}px"
     rows = [row(f"{label}: ms/step plain / ours", f"{1e3 * r['timings']['plain']['median_s']:.1f} / "
                 f"{1e3 * r['timings']['ours']['median_s']:.1f}")]
     goal = 1.40 if label.startswith("SD1.5") else None
@@ -90,13 +91,19 @@ def main() -> None:
     if r := latest(args.folder, "vs_incumbent"):
         rows += vs_incumbent(r)
     if r := latest(args.folder, "overhead"):
-        rows += overhead(r, "SD1.5 512px", args.peak_tflops)
+        rows += overhead(r, "SD1.5", args.peak_tflops)
     if r := latest(args.folder, "overhead_sdxl"):
-        rows += overhead(r, "SDXL 1024px", args.peak_tflops)
+        rows += overhead(r, "SDXL", args.peak_tflops)
     if r := latest(args.folder, "context"):
         rows += context(r)
     if r := latest(args.folder, "decode"):
-        rows.append(row("decode: record", json.dumps(r.get("summary", r.get("results", "")))[:160]))
+        results = r.get("results", {})
+        core = results.get("core VAE Decode", {}).get("peak_extra_mib")
+        for name, v in results.items():
+            if name != "core VAE Decode" and core:
+                rows.append(row(f"decode peak {name} / core VAE Decode", v["peak_extra_mib"] / core))
+        if core:
+            rows.append(row("decode peak core VAE Decode, +MiB", core))
     if r := latest(args.folder, "precision"):
         for name, p in r["runs"].items():
             rows.append(row(f"{name} vs fp32, decoded frames PSNR dB", p["psnr_db_frames"], ">= 35",
