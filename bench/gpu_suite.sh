@@ -61,7 +61,7 @@ evolved=(); [ -n "${KINEMA_EVOLVED:-}" ] && evolved=(--evolved-git "$KINEMA_EVOL
 if [ -n "$smoke" ]; then
   gpu=(--device cpu --dtype fp32 --threads 1)  # tiny models: a thread pool only adds overhead
   declare -A part=(
-    [vs_incumbent]="bench/bench_vs_incumbent.py ${gpu[*]} --size 64 --steps 3 --warmup 1 --repeats 1"
+    [vs_incumbent]="bench/bench_vs_incumbent.py ${gpu[*]} --size 64 --steps 3 --warmup 1 --repeats 1 --skip memory"
     [overhead]="bench/bench_overhead.py ${gpu[*]} --tiny --frames 4 --size 64 --steps 3 --warmup 1 --repeats 1 --profile"
     [precision]="bench/bench_precision.py --device cpu --tiny --frames 4 --size 64 --steps 3"
     [sdxl]="bench/bench_overhead.py ${gpu[*]} --tiny --sdxl --frames 4 --size 64 --steps 3 --warmup 1 --repeats 1"
