@@ -11,6 +11,7 @@ from pathlib import Path
 OUT = Path(__file__).resolve().parent.parent / "example_workflows"
 PROMPT = "a corgi running on a beach at sunset, waves, golden light, highly detailed"
 NEGATIVE = "blurry, lowres, watermark, text, deformed"
+FPS = 8.0  # AnimateDiff's clips are trained at about 8 fps
 
 
 class Graph:
@@ -52,7 +53,7 @@ class Graph:
 def base(frames: int, size: int = 512, context: list | None = None, noise: str = "default",
          lora: list[tuple[str, float]] = (), motion_file: str = "mm_sd_v15_v2.ckpt",
          ckpt: str = "v1-5-pruned-emaonly.safetensors") -> Graph:
-    """Checkpoint → prompts → empty latent → motion module (+ LoRAs, context) → Sample Animation → WEBP."""
+    """Checkpoint → prompts → empty latent → motion module (+ LoRAs, context) → Sample Animation → mp4."""
     g = Graph()
     ck = g.node("CheckpointLoaderSimple", [ckpt], outputs=[("MODEL", "MODEL"), ("CLIP", "CLIP"), ("VAE", "VAE")],
                 pos=(0, 0))
@@ -86,10 +87,18 @@ def base(frames: int, size: int = 512, context: list | None = None, noise: str =
     dec = g.node("KinemaDecodeFrames", [4], [("samples", "LATENT"), ("vae", "VAE")], [("IMAGE", "IMAGE")], (1140, 0))
     g.link(sa, 0, dec, "samples")
     g.link(ck, 2, dec, "vae")
-    save = g.node("SaveAnimatedWEBP", ["animatediff", 8.0, False, 85, "default"], [("images", "IMAGE")],
-                  pos=(1500, 0))
-    g.link(dec, 0, save, "images")
+    save_video(g, dec, (1500, 0))
     return g
+
+
+def save_video(g: Graph, images: int, pos: tuple[int, int], fps: float = FPS) -> int:
+    """Core Create Video (the graph's one frame rate) → Save Video as mp4/h264; returns the Save Video node."""
+    video = g.node("CreateVideo", [fps], [("images", "IMAGE"), ("audio", "AUDIO")], [("VIDEO", "VIDEO")], pos)
+    g.link(images, 0, video, "images")
+    save = g.node("SaveVideo", ["video/animatediff", "mp4", "h264"], [("video", "VIDEO")],
+                  pos=(pos[0] + 360, pos[1]))
+    g.link(video, 0, save, "video")
+    return save
 
 
 def sdxl(frames: int = 16) -> Graph:

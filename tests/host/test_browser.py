@@ -126,7 +126,7 @@ def test_example_workflow_in_a_real_browser(browser_tools, comfy_server, comfy_v
                                             workflow_path):
     """Loaded through the app with no missing node types and no widget errors, converted by app.graphToPrompt
     to the prompt our converter makes, queued by the frontend's api, and finished with every frame."""
-    from test_server_workflows import frames_of
+    from test_server_workflows import frames_of, graph_fps, saved_video, video_fps
 
     server = comfy_server
     workflow = load_workflow(workflow_path)
@@ -159,7 +159,7 @@ def test_example_workflow_in_a_real_browser(browser_tools, comfy_server, comfy_v
     assert entry is not None, f"no history entry within {TIMEOUT_S}s{server.log_since(offset)[-3000:]}"
     assert entry["status"]["status_str"] == "success", json.dumps(entry["status"])[:3000]
     assert server.tracebacks(server.log_since(offset)) == []
-    webps = [p for p in server.output_files(entry) if p.suffix == ".webp"]
-    assert len(webps) == 1, server.output_files(entry)
-    images = frames_of(webps[0])
+    video = saved_video(server, entry)
+    assert video_fps(video) == graph_fps(workflow)
+    images = frames_of(video)
     assert len(images) == frames and all(f.shape == (64, 64, 3) and f.std() > 0 for f in images)

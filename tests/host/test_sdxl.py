@@ -508,7 +508,7 @@ def test_fullsize_sdxl_example_workflow_animates(fullsize_server, layout, frames
     """The SDXL example workflow with a random full-size SDXL checkpoint and module: frames at 64x64, 2 steps."""
     import numpy as np
     from _workflow import load_workflow, workflow_to_prompt
-    from test_server_workflows import WORKFLOWS, frames_of
+    from test_server_workflows import WORKFLOWS, frames_of, saved_video
 
     server, names = fullsize_server
     workflow = load_workflow(WORKFLOWS / "sdxl_text_to_video_16_frames.json")
@@ -524,8 +524,7 @@ def test_fullsize_sdxl_example_workflow_animates(fullsize_server, layout, frames
     assert server.tracebacks(server.log_since(offset)) == []
     texts = [t for out in entry["outputs"].values() for t in out.get("text", [])]
     assert any(t.startswith(f"SDXL · {described}") for t in texts), texts
-    webps = [p for p in server.output_files(entry) if p.suffix == ".webp"]
-    images = frames_of(webps[0])
+    images = frames_of(saved_video(server, entry))
     print(f"fullsize SDXL {layout}: {frames} frames at 64x64, 2 steps, {took:.0f} s, server {_memory(server.proc.pid)}")
     assert len(images) == frames and all(f.shape == (64, 64, 3) and f.std() > 0 for f in images)
     assert np.abs(images[0] - images[-1]).max() > 0  # the frames differ

@@ -55,12 +55,41 @@ def server_loras(comfy_server, tmp_path_factory) -> list[str]:
 
 
 def frames_of(path: Path) -> list:
-    """Every frame of an animated WEBP as an RGB array."""
+    """Every frame of an animated WEBP or a video file as an RGB float array."""
     import numpy as np
-    from PIL import Image, ImageSequence
 
-    with Image.open(path) as im:
-        return [np.asarray(f.convert("RGB"), dtype=np.float32) for f in ImageSequence.Iterator(im)]
+    if path.suffix == ".webp":
+        from PIL import Image, ImageSequence
+
+        with Image.open(path) as im:
+            return [np.asarray(f.convert("RGB"), dtype=np.float32) for f in ImageSequence.Iterator(im)]
+    import av
+
+    with av.open(str(path)) as container:
+        return [f.to_ndarray(format="rgb24").astype(np.float32) for f in container.decode(video=0)]
+
+
+def video_fps(path: Path) -> float:
+    """The frame rate a video file's stream declares."""
+    import av
+
+    with av.open(str(path)) as container:
+        return float(container.streams.video[0].average_rate)
+
+
+def graph_fps(workflow: dict) -> float:
+    """The frame rate of a UI workflow, which must appear once: on its one Create Video node."""
+    timed = [n for n in workflow["nodes"] if n["type"] in ("CreateVideo", "SaveAnimatedWEBP", "SaveAnimatedPNG",
+                                                            "SaveWEBM")]
+    assert [n["type"] for n in timed] == ["CreateVideo"], [n["type"] for n in timed]
+    return float(timed[0]["widgets_values"][0])
+
+
+def saved_video(server, entry: dict) -> Path:
+    """The one mp4 a history entry's outputs list (Save Video)."""
+    videos = [p for p in server.output_files(entry) if p.suffix == ".mp4"]
+    assert len(videos) == 1, server.output_files(entry)
+    return videos[0]
 
 
 def run_example(server, name: str, ckpt: str, motion: str, frames: int, **extra) -> list:
@@ -76,9 +105,9 @@ def run_example(server, name: str, ckpt: str, motion: str, frames: int, **extra)
     offset = len(server.log_text())
     entry = server.run(prompt, timeout=900)
     assert server.tracebacks(server.log_since(offset)) == []
-    webps = [p for p in server.output_files(entry) if p.suffix == ".webp"]
-    assert len(webps) == 1, server.output_files(entry)
-    return frames_of(webps[0])
+    video = saved_video(server, entry)
+    assert video_fps(video) == graph_fps(workflow)
+    return frames_of(video)
 
 
 def test_object_info_lists_our_nodes_with_tooltips(comfy_server):
