@@ -17,7 +17,7 @@ import torch
 from comfy.ldm.modules.diffusionmodules.openaimodel import ResBlock
 from torch import Tensor, nn
 
-from ..motion_modules.model import MotionCall, group_norm_across_frames, sdpa_attention
+from ..motion_modules.model import MotionCall, View, group_norm_across_frames, sdpa_attention
 from ..sampling.context import ContextOptions, fuse_weights, windows
 from ..sampling.frames import check_frame_count
 from .lora import motion_step
@@ -82,26 +82,18 @@ class Attachment:
         """forward_timestep_embed_patch handler: run the motion module seated at ``layer``."""
         if not isinstance(layer, MotionSlot):
             return layer(x)
-        module = self._module(layer.name)
         frames = clip_frames(x, transformer_options)
-        attention_fn = MOTION_ATTENTION
-        if self.views is None or frames <= self.views.length:
-            return module(x, MotionCall(frames, attention_fn=attention_fn, scale=self.scale))
-        return self._run_views(module, x, frames, attention_fn, _step(transformer_options))
+        views = self._views(frames, _step(transformer_options), x.device)
+        return self._module(layer.name)(x, MotionCall(frames, attention_fn=MOTION_ATTENTION, scale=self.scale,
+                                                      views=views))
 
-    def _run_views(self, module, x: Tensor, frames: int, attention_fn, step: int) -> Tensor:
-        """Run the module on each window of every clip and fuse by the window weights."""
-        clip = x.unflatten(0, (-1, frames))  # (b f) c h w -> b f c h w
-        out = torch.zeros_like(clip)
-        total = torch.zeros(frames, device=x.device, dtype=x.dtype)
-        for window in windows(frames, self.views, step):
-            idx = torch.tensor(window, device=x.device)
-            w = fuse_weights(self.views.fuse, window, frames, self.views.overlap).to(x)
-            sub = clip[:, idx].flatten(0, 1)  # b f' c h w -> (b f') c h w
-            res = module(sub, MotionCall(len(window), attention_fn=attention_fn, scale=self.scale))
-            out.index_add_(1, idx, res.unflatten(0, (-1, len(window))) * w.view(1, -1, 1, 1, 1))
-            total.index_add_(0, idx, w)
-        return (out / total.view(1, -1, 1, 1, 1)).flatten(0, 1)
+    def _views(self, frames: int, step: int, device: torch.device) -> tuple[View, ...] | None:
+        """The motion-module-only windows of a clip of ``frames`` at ``step``, with their fuse weights."""
+        if self.views is None or frames <= self.views.length:
+            return None
+        return tuple(View(torch.tensor(w, device=device),
+                          fuse_weights(self.views.fuse, w, frames, self.views.overlap).to(device))
+                     for w in windows(frames, self.views, step))
 
 
 class _Compiled:
