@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from ..motion_modules.model import MotionCall, View, group_norm_across_frames, sdpa_attention
 from ..sampling.context import ContextOptions, fuse_weights, windows
 from ..sampling.frames import check_frame_count
+from ..sampling.freenoise import freenoise
 from .lora import motion_step
 from .schedule import BetaSchedule, motion_model_sampling
 from .unet import Placement, check_fits
@@ -212,7 +213,8 @@ def _outer_sample_wrapper(executor, *args, **kwargs):
 def _drop_previous(model) -> None:
     """Forget an attachment this clone inherited, so attaching twice replaces instead of stacking."""
     model.remove_injections(KEY)
-    for kind in (pe.WrappersMP.DIFFUSION_MODEL, pe.WrappersMP.OUTER_SAMPLE, pe.WrappersMP.APPLY_MODEL):
+    for kind in (pe.WrappersMP.DIFFUSION_MODEL, pe.WrappersMP.OUTER_SAMPLE, pe.WrappersMP.APPLY_MODEL,
+                 pe.WrappersMP.SAMPLER_SAMPLE):
         model.remove_wrappers_with_key(kind, KEY)
     for kind in (pe.CallbacksMP.ON_PRE_RUN, pe.CallbacksMP.ON_CLEANUP):
         model.remove_callbacks_with_key(kind, KEY)
@@ -250,4 +252,20 @@ def with_views(model, options: ContextOptions):
     """``model`` (already attached) with motion-module-only windows instead of whole-UNet windows."""
     embed = model.model_options["transformer_options"]["patches"]["forward_timestep_embed_patch"]
     embed[:] = [(cls, replace(h, views=options) if isinstance(h, Attachment) else h) for cls, h in embed]
+    return model
+
+
+def _freenoise_wrapper(options: ContextOptions):
+    def wrapper(executor, *args, **kwargs):
+        """SAMPLER_SAMPLE: the initial noise, FreeNoise-shuffled to the windows, seeded with the run's seed."""
+        guider, sigmas, extra_args, callback, noise, *rest = args  # as core 0.8's own FreeNoise wrapper
+        noise = freenoise(noise, options.length, options.overlap, extra_args.get("seed") or 0)
+        return executor(guider, sigmas, extra_args, callback, noise, *rest, **kwargs)
+    return wrapper
+
+
+def with_freenoise(model, options: ContextOptions):
+    """``model`` (already attached) with FreeNoise applied to the initial noise of every sampler that runs it."""
+    model.remove_wrappers_with_key(pe.WrappersMP.SAMPLER_SAMPLE, KEY)
+    model.add_wrapper_with_key(pe.WrappersMP.SAMPLER_SAMPLE, KEY, _freenoise_wrapper(options))
     return model

@@ -111,15 +111,3 @@ def test_memory_estimate_uses_the_window(animated):
     fn(lambda m, shape, *a, **k: seen.append(list(shape)), windowed, [1024, 4, 16, 16],
        model_options=windowed.model_options)
     assert seen == [[16, 4, 16, 16]]
-
-
-def test_freenoise_noise_repeats_across_windows(animated):
-    """FreeNoise: frames past the first window reuse the first window's noise frames."""
-    ctx = _mod("comfy_glue.context")
-    plan = ctx.ContextPlan(options(16, 4))
-    noise = noise_for(40)
-    shuffled = plan.initial_noise(noise, seed=7, use_freenoise=True)
-    assert torch.equal(plan.initial_noise(noise, 7, use_freenoise=False), noise)
-    firsts = noise[:16].flatten(1)
-    for f in range(40):
-        assert any(torch.equal(shuffled[f].flatten(), row) for row in firsts)
