@@ -40,7 +40,7 @@ class ContextScheduler(io.ComfyNode):
                 io.Boolean.Input("views", default=False,
                                  tooltip="Run the UNet on all frames and window only the motion module "
                                          "(faster when every frame fits in memory at once)."),
-                io.Boolean.Input("freenoise", default=False,
+                io.Boolean.Input("freenoise", default=False, optional=True,
                                  tooltip="FreeNoise (Qiu et al. 2023): later windows reuse the first window's "
                                          "noise, shuffled, which reduces drift between windows. Works with "
                                          "Apply Motion Module and any sampler node, and with Sample Animation."),
