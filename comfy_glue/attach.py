@@ -4,7 +4,8 @@ Everything lives under one key (``KEY``) on the clone: an injection that seats p
 ``MotionSlot`` layers in the UNet while this clone is loaded, a ``forward_timestep_embed_patch`` that runs
 the motion module when a slot is reached, the motion module as an additional model (so ComfyUI loads and
 offloads it with the UNet), a DIFFUSION_MODEL wrapper for AnimateDiff v1's across-frames GroupNorms, an
-OUTER_SAMPLE wrapper for frame-count checks, and a ``model_sampling`` object patch for the noise schedule.
+OUTER_SAMPLE wrapper for frame-count checks, and a ``model_sampling`` object patch for the noise schedule;
+with context options, a SAMPLER_SAMPLE wrapper for FreeNoise (``with_freenoise``) and views (``with_views``).
 """
 from __future__ import annotations
 
