@@ -4,7 +4,8 @@ Everything lives under one key (``KEY``) on the clone: an injection that seats p
 ``MotionSlot`` layers in the UNet while this clone is loaded, a ``forward_timestep_embed_patch`` that runs
 the motion module when a slot is reached, the motion module as an additional model (so ComfyUI loads and
 offloads it with the UNet), a DIFFUSION_MODEL wrapper for AnimateDiff v1's across-frames GroupNorms, an
-OUTER_SAMPLE wrapper for frame-count checks, and a ``model_sampling`` object patch for the noise schedule.
+OUTER_SAMPLE wrapper for frame-count checks, and a ``model_sampling`` object patch for the noise schedule;
+with context options, a SAMPLER_SAMPLE wrapper for FreeNoise (``with_freenoise``) and views (``with_views``).
 """
 from __future__ import annotations
 
@@ -17,9 +18,10 @@ import torch
 from comfy.ldm.modules.diffusionmodules.openaimodel import ResBlock
 from torch import Tensor, nn
 
-from ..motion_modules.model import MotionCall, group_norm_across_frames, sdpa_attention
+from ..motion_modules.model import MotionCall, View, group_norm_across_frames, sdpa_attention
 from ..sampling.context import ContextOptions, fuse_weights, windows
 from ..sampling.frames import check_frame_count
+from ..sampling.freenoise import freenoise
 from .lora import motion_step
 from .schedule import BetaSchedule, motion_model_sampling
 from .unet import Placement, check_fits
@@ -82,26 +84,18 @@ class Attachment:
         """forward_timestep_embed_patch handler: run the motion module seated at ``layer``."""
         if not isinstance(layer, MotionSlot):
             return layer(x)
-        module = self._module(layer.name)
         frames = clip_frames(x, transformer_options)
-        attention_fn = MOTION_ATTENTION
-        if self.views is None or frames <= self.views.length:
-            return module(x, MotionCall(frames, attention_fn=attention_fn, scale=self.scale))
-        return self._run_views(module, x, frames, attention_fn, _step(transformer_options))
+        views = self._views(frames, _step(transformer_options), x.device)
+        return self._module(layer.name)(x, MotionCall(frames, attention_fn=MOTION_ATTENTION, scale=self.scale,
+                                                      views=views))
 
-    def _run_views(self, module, x: Tensor, frames: int, attention_fn, step: int) -> Tensor:
-        """Run the module on each window of every clip and fuse by the window weights."""
-        clip = x.unflatten(0, (-1, frames))  # (b f) c h w -> b f c h w
-        out = torch.zeros_like(clip)
-        total = torch.zeros(frames, device=x.device, dtype=x.dtype)
-        for window in windows(frames, self.views, step):
-            idx = torch.tensor(window, device=x.device)
-            w = fuse_weights(self.views.fuse, window, frames, self.views.overlap).to(x)
-            sub = clip[:, idx].flatten(0, 1)  # b f' c h w -> (b f') c h w
-            res = module(sub, MotionCall(len(window), attention_fn=attention_fn, scale=self.scale))
-            out.index_add_(1, idx, res.unflatten(0, (-1, len(window))) * w.view(1, -1, 1, 1, 1))
-            total.index_add_(0, idx, w)
-        return (out / total.view(1, -1, 1, 1, 1)).flatten(0, 1)
+    def _views(self, frames: int, step: int, device: torch.device) -> tuple[View, ...] | None:
+        """The motion-module-only windows of a clip of ``frames`` at ``step``, with their fuse weights."""
+        if self.views is None or frames <= self.views.length:
+            return None
+        return tuple(View(torch.tensor(w, device=device),
+                          fuse_weights(self.views.fuse, w, frames, self.views.overlap).to(device))
+                     for w in windows(frames, self.views, step))
 
 
 class _Compiled:
@@ -220,7 +214,8 @@ def _outer_sample_wrapper(executor, *args, **kwargs):
 def _drop_previous(model) -> None:
     """Forget an attachment this clone inherited, so attaching twice replaces instead of stacking."""
     model.remove_injections(KEY)
-    for kind in (pe.WrappersMP.DIFFUSION_MODEL, pe.WrappersMP.OUTER_SAMPLE, pe.WrappersMP.APPLY_MODEL):
+    for kind in (pe.WrappersMP.DIFFUSION_MODEL, pe.WrappersMP.OUTER_SAMPLE, pe.WrappersMP.APPLY_MODEL,
+                 pe.WrappersMP.SAMPLER_SAMPLE):
         model.remove_wrappers_with_key(kind, KEY)
     for kind in (pe.CallbacksMP.ON_PRE_RUN, pe.CallbacksMP.ON_CLEANUP):
         model.remove_callbacks_with_key(kind, KEY)
@@ -258,4 +253,20 @@ def with_views(model, options: ContextOptions):
     """``model`` (already attached) with motion-module-only windows instead of whole-UNet windows."""
     embed = model.model_options["transformer_options"]["patches"]["forward_timestep_embed_patch"]
     embed[:] = [(cls, replace(h, views=options) if isinstance(h, Attachment) else h) for cls, h in embed]
+    return model
+
+
+def _freenoise_wrapper(options: ContextOptions):
+    def wrapper(executor, *args, **kwargs):
+        """SAMPLER_SAMPLE: the initial noise, FreeNoise-shuffled to the windows, seeded with the run's seed."""
+        guider, sigmas, extra_args, callback, noise, *rest = args  # as core 0.8's own FreeNoise wrapper
+        noise = freenoise(noise, options.length, options.overlap, extra_args.get("seed") or 0)
+        return executor(guider, sigmas, extra_args, callback, noise, *rest, **kwargs)
+    return wrapper
+
+
+def with_freenoise(model, options: ContextOptions):
+    """``model`` (already attached) with FreeNoise applied to the initial noise of every sampler that runs it."""
+    model.remove_wrappers_with_key(pe.WrappersMP.SAMPLER_SAMPLE, KEY)
+    model.add_wrapper_with_key(pe.WrappersMP.SAMPLER_SAMPLE, KEY, _freenoise_wrapper(options))
     return model

@@ -12,7 +12,6 @@ import comfy.context_windows as cw
 import torch
 
 from ..sampling.context import ContextOptions, fuse_weights, windows
-from ..sampling.freenoise import freenoise
 
 
 @dataclass(frozen=True)
@@ -21,12 +20,7 @@ class ContextPlan:
 
     options: ContextOptions
     views: bool = False  # True: UNet on all frames, windows only in the motion module's attention
-
-    def initial_noise(self, noise: torch.Tensor, seed: int, use_freenoise: bool) -> torch.Tensor:
-        """FreeNoise-shuffled initial noise when asked for, else the noise unchanged."""
-        if not use_freenoise:
-            return noise
-        return freenoise(noise, self.options.length, self.options.overlap, seed)
+    freenoise: bool = False  # True: FreeNoise-shuffle the initial noise to these windows, whichever sampler runs
 
 
 class KinemaContextHandler(cw.IndexListContextHandler):
@@ -55,8 +49,10 @@ def apply_context(model, plan: ContextPlan, spec):
     """Validate ``plan`` against the motion module and install it on a clone of ``model``."""
     plan.options.validate(spec.pe_length)
     m = model.clone()
+    from .attach import with_freenoise, with_views
+    if plan.freenoise:
+        with_freenoise(m, plan.options)
     if plan.views:
-        from .attach import with_views
         return with_views(m, plan.options)
     m.model_options["context_handler"] = KinemaContextHandler(plan.options)
     cw.create_prepare_sampling_wrapper(m)

@@ -83,6 +83,14 @@ def group_norm_across_frames(x: Tensor, frames: int, norm: Callable[[Tensor], Te
 
 
 @dataclass(frozen=True)
+class View:
+    """One window of a views pass: the clip's frames it covers and their fuse weights, both (n,)."""
+
+    frames: Tensor
+    weights: Tensor
+
+
+@dataclass(frozen=True)
 class MotionCall:
     """Per-call state of one motion-module pass: how the batch splits into clips and how to attend."""
 
@@ -90,10 +98,17 @@ class MotionCall:
     positions: Tensor | None = None  # (frames,) indices into the PE table; None = 0..frames-1
     attention_fn: AttentionFn = sdpa_attention
     scale: float = 1.0  # multiplies the module's residual contribution (1 = as trained)
+    views: tuple[View, ...] | None = None  # attend within these windows (PE rows 0..n-1 each) and fuse
     last_row: int = field(init=False, repr=False, compare=False)  # highest PE row used, checked once on the host
 
     def __post_init__(self) -> None:
         """Check the positions once here, so no attention block has to (nor sync a GPU to)."""
+        if self.views is not None:
+            if self.positions is not None:
+                raise ValueError("MotionCall: views number each window's PE rows from 0, so positions must be "
+                                 "None, but got a positions tensor")
+            object.__setattr__(self, "last_row", max(len(v.frames) for v in self.views) - 1)
+            return
         if self.positions is not None and tuple(self.positions.shape) != (self.frames,):
             raise ValueError(f"MotionCall: positions must hold one PE row per frame, shape ({self.frames},), "
                              f"but got shape {tuple(self.positions.shape)}")
@@ -197,11 +212,35 @@ class TemporalTransformerBlock(nn.Module):
         self.ff = FeedForward(channels, operations, **kw)
         self.ff_norm = operations.LayerNorm(channels, **kw)
 
-    def forward(self, x: Tensor, positions: Tensor, attention_fn: AttentionFn, last_row: int) -> Tensor:
+    def attend(self, x: Tensor, positions: Tensor, attention_fn: AttentionFn, last_row: int) -> Tensor:
+        """The two residual attention blocks on x: (b h w) f c."""
         for attention, norm in zip(self.attention_blocks, self.norms, strict=True):
             pe = attention.pos_encoder.rows(positions, x.dtype, last_row)
             x = attention(norm(x), pe, attention_fn) + x
+        return x
+
+    def forward(self, x: Tensor, positions: Tensor, attention_fn: AttentionFn, last_row: int,
+                views: tuple[View, ...] | None = None) -> Tensor:
+        if views is None:
+            x = self.attend(x, positions, attention_fn, last_row)
+        else:
+            x = fuse_views(self.attend, x, views, attention_fn)
         return self.ff(self.ff_norm(x)) + x
+
+
+def fuse_views(attend, x: Tensor, views: tuple[View, ...], attention_fn: AttentionFn) -> Tensor:
+    """Attention on each window's frames, averaged per frame by the window weights (FreeNoise, Qiu et al. 2023,
+    arXiv 2310.15169, sec. 3.3), so the feed-forward after it runs once on the fused tokens, as in
+    AnimateDiff-Evolved's views and diffusers' FreeNoiseTransformerBlock."""
+    out = torch.zeros_like(x)
+    total = x.new_zeros(x.shape[1])
+    for view in views:
+        idx, weights = view.frames.to(x.device), view.weights.to(device=x.device, dtype=x.dtype)
+        n = idx.shape[0]
+        attended = attend(x[:, idx], torch.arange(n, device=x.device), attention_fn, n - 1)  # (b h w) n c
+        out.index_add_(1, idx, attended * weights.view(1, -1, 1))
+        total.index_add_(0, idx, weights)
+    return out / total.view(1, -1, 1)
 
 
 class TemporalTransformer(nn.Module):
@@ -230,7 +269,7 @@ class TemporalTransformer(nn.Module):
         tokens = self.proj_in(tokens)
         positions = call.pe_positions(x.device)
         for block in self.transformer_blocks:
-            tokens = block(tokens, positions, call.attention_fn, call.last_row)
+            tokens = block(tokens, positions, call.attention_fn, call.last_row, call.views)
         tokens = self.proj_out(tokens)
         delta = rearrange(tokens, "(b h w) f c -> (b f) c h w", h=h, w=w)
         if call.scale != 1.0:

@@ -40,6 +40,10 @@ class ContextScheduler(io.ComfyNode):
                 io.Boolean.Input("views", default=False,
                                  tooltip="Run the UNet on all frames and window only the motion module "
                                          "(faster when every frame fits in memory at once)."),
+                io.Boolean.Input("freenoise", default=False, optional=True,
+                                 tooltip="FreeNoise (Qiu et al. 2023): later windows reuse the first window's "
+                                         "noise, shuffled, which reduces drift between windows. Works with "
+                                         "Apply Motion Module and any sampler node, and with Sample Animation."),
             ],
             outputs=[ContextOptionsSocket.Output(display_name="CONTEXT_OPTIONS")],
         )
@@ -55,8 +59,8 @@ class ContextScheduler(io.ComfyNode):
 
     @classmethod
     def execute(cls, context_length: int, context_overlap: int, context_schedule: str, fuse_method: str,
-                context_stride: int, closed_loop: bool, views: bool) -> io.NodeOutput:
+                context_stride: int, closed_loop: bool, views: bool, freenoise: bool = False) -> io.NodeOutput:
         options = ContextOptions(context_length, context_overlap, ContextSchedule(context_schedule),
                                  FuseMethod(fuse_method), context_stride, closed_loop)
         options.validate()
-        return io.NodeOutput(ContextPlan(options, views))
+        return io.NodeOutput(ContextPlan(options, views, freenoise))

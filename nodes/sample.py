@@ -4,11 +4,12 @@ from __future__ import annotations
 import comfy.samplers
 from comfy_api.latest import io
 
-from ..comfy_glue.sample import sample_animation
+from ..comfy_glue.sample import FREENOISE_NEEDS_CONTEXT, sample_animation
 from .motion_module import CATEGORY, beta_schedule_input
 from .types import ContextOptions, MotionModule
 
 NOISE_TYPES = {"default": False, "FreeNoise": True}
+UNLINKED = object()  # validate_inputs: ComfyUI passes a linked input's value as None and omits an unlinked one
 
 
 class SampleAnimation(io.ComfyNode):
@@ -44,13 +45,21 @@ class SampleAnimation(io.ComfyNode):
                 io.Combo.Input("noise_type", options=list(NOISE_TYPES), default="default",
                                tooltip="FreeNoise (Qiu et al. 2023) repeats and shuffles the first "
                                        "window's noise across later windows, which reduces drift between "
-                                       "windows; it needs context options."),
+                                       "windows; it needs context options (or set freenoise there)."),
                 ContextOptions.Input("context_options", optional=True,
                                      tooltip="From Context Scheduler: needed for more frames than the "
                                              "motion module sees at once."),
             ],
             outputs=[io.Latent.Output(display_name="LATENT")],
         )
+
+    @classmethod
+    def validate_inputs(cls, noise_type: str, context_options=UNLINKED) -> bool | str:
+        if noise_type not in NOISE_TYPES:  # naming it here turns off ComfyUI's own combo check for it
+            return f"noise_type must be one of {', '.join(NOISE_TYPES)}, but got {noise_type!r}"
+        if NOISE_TYPES[noise_type] and context_options is UNLINKED:
+            return FREENOISE_NEEDS_CONTEXT
+        return True
 
     @classmethod
     def execute(cls, model, motion_module, positive, negative, latent_image, seed: int, steps: int,

@@ -109,7 +109,7 @@ def sdxl(frames: int = 16) -> Graph:
 def main() -> None:
     OUT.mkdir(exist_ok=True)
     base(16).save("text_to_video_16_frames")
-    base(64, context=[16, 4, "looped_uniform", "pyramid", 1, False, False], noise="FreeNoise").save(
+    base(64, context=[16, 4, "looped_uniform", "pyramid", 1, False, False, False], noise="FreeNoise").save(
         "long_video_64_frames_context_windows")
     base(16, lora=[("v2_lora_ZoomIn.ckpt", 0.8), ("v2_lora_PanLeft.ckpt", 0.5)]).save(
         "motion_lora_zoom_in_and_pan_left")

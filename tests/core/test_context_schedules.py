@@ -1,11 +1,12 @@
-"""Context-window options, schedules, fuse weights and the reference fuse (sampling/context.py)."""
+"""Context-window options, schedules and fuse weights (sampling/context.py); the fusing itself is tested where
+it runs: tests/core/test_views.py (views in the motion module) and tests/host/test_fuse.py (core's handler)."""
 from __future__ import annotations
 
 import math
 
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from sampling.context import (
@@ -14,7 +15,6 @@ from sampling.context import (
     ContextOptionsError,
     ContextSchedule,
     FuseMethod,
-    fuse,
     fuse_weights,
     ordered_halving,
     windows,
@@ -157,8 +157,7 @@ def test_window_lengths(case):
     result = windows(num_frames, opts, step)
     if num_frames < opts.length:
         assert [len(w) for w in result] == [num_frames]
-        return
-    if opts.schedule == ContextSchedule.BATCHED:
+    elif opts.schedule == ContextSchedule.BATCHED:
         assert all(len(w) == opts.length for w in result[:-1])
         assert [i for w in result for i in w] == list(range(num_frames))
     else:
@@ -188,8 +187,7 @@ def test_non_looped_never_wrap(case):
 def test_uniform_seams_move(case):
     """For length >= 2 and num_frames >= length + 2, window sets differ within the first 2**ceil(log2 f) steps."""
     num_frames, opts, _ = case
-    if opts.length < 2:
-        return
+    assume(opts.length >= 2)
     assert len(_window_sets(num_frames, opts, _all_phases(num_frames))) > 1
 
 
@@ -206,8 +204,7 @@ def test_uniform_cannot_move_one_frame_past_length(length):
 def test_looped_wraps(case):
     """For length >= 2, some step has a window holding both the last frame and frame 0, contiguously."""
     num_frames, opts, _ = case
-    if opts.length < 2:
-        return
+    assume(opts.length >= 2)
     wrapping = [
         w for s in range(_all_phases(num_frames)) for w in windows(num_frames, opts, s)
         if num_frames - 1 in w and 0 in w and w.index(0) == w.index(num_frames - 1) + 1
@@ -280,82 +277,3 @@ def test_fuse_weights_rejects_bad_inputs():
         fuse_weights("flat", [], 4, 1)
     with pytest.raises(ContextInputError, match="overlap must be 0 or more"):
         fuse_weights("flat", [0], 4, -1)
-
-
-# --------------------------------------------------------------------------- fuse
-
-
-def _reference_fuse(pairs, num_frames, method, overlap):
-    """sum_i(w_i * out_i) / sum_i(w_i) per frame, written as a plain loop in float64."""
-    num = torch.zeros((num_frames, *pairs[0][1].shape[1:]), dtype=torch.float64)
-    den = torch.zeros(num_frames, dtype=torch.float64)
-    for w, out in pairs:
-        weights = fuse_weights(method, w, num_frames, overlap).double()
-        for k, frame in enumerate(w):
-            num[frame] += weights[k] * out[k].double()
-            den[frame] += weights[k]
-    return num / den.reshape(-1, *[1] * (num.ndim - 1))
-
-
-@FAST
-@given(cases(), st.sampled_from(ALL_METHODS), st.integers(0, 2**31 - 1))
-def test_fuse_is_weighted_average(case, method, seed):
-    """fuse equals the per-frame weighted average; per-frame constants come back unchanged."""
-    num_frames, opts, step = case
-    gen = torch.Generator().manual_seed(seed)
-    frames = torch.randn(num_frames, 2, generator=gen)
-    ws = windows(num_frames, opts, step)
-    noisy = [(w, torch.randn(len(w), 2, generator=gen)) for w in ws]
-    got = fuse(noisy, num_frames, method, opts.overlap)
-    assert torch.allclose(got.double(), _reference_fuse(noisy, num_frames, method, opts.overlap), atol=1e-5)
-    constants = [(w, frames[w]) for w in ws]
-    assert torch.allclose(fuse(constants, num_frames, method, opts.overlap), frames, atol=1e-6, rtol=1e-5)
-
-
-@FAST
-@given(cases(), st.sampled_from(ALL_METHODS))
-def test_fuse_single_cover_frames_exact(case, method):
-    """Frames in exactly one window get that window's output bit for bit."""
-    num_frames, opts, step = case
-    ws = windows(num_frames, opts, step)
-    gen = torch.Generator().manual_seed(num_frames)
-    pairs = [(w, torch.randn(len(w), 3, generator=gen)) for w in ws]
-    got = fuse(pairs, num_frames, method, opts.overlap)
-    counts = torch.zeros(num_frames, dtype=torch.int64)
-    for w in ws:
-        counts[w] += 1
-    for w, out in pairs:
-        for k, frame in enumerate(w):
-            if counts[frame] == 1:
-                assert torch.equal(got[frame], out[k])
-
-
-@pytest.mark.parametrize("method", ALL_METHODS)
-def test_fuse_one_window_is_identity(method):
-    """One window over all frames returns its output exactly, along any frame dim."""
-    out = torch.randn(2, 9, 4, generator=torch.Generator().manual_seed(0))
-    assert torch.equal(fuse([(list(range(9)), out)], 9, method, 3, dim=1), out)
-    half = out.half()
-    assert torch.equal(fuse([(list(range(9)), half)], 9, method, 3, dim=-2), half)
-
-
-def test_fuse_dim_matches_dim0():
-    """Fusing along dim 1 equals fusing the transposed tensors along dim 0."""
-    gen = torch.Generator().manual_seed(1)
-    ws = windows(20, ContextOptions(8, 3, ContextSchedule.STANDARD_UNIFORM), 2)
-    outs = [torch.randn(2, len(w), 5, generator=gen) for w in ws]
-    along1 = fuse(list(zip(ws, outs, strict=True)), 20, "gaussian", 3, dim=1)
-    along0 = fuse([(w, o.transpose(0, 1)) for w, o in zip(ws, outs, strict=True)], 20, "gaussian", 3)
-    assert torch.allclose(along1, along0.transpose(0, 1), atol=1e-6)
-
-
-def test_fuse_rejects_bad_inputs():
-    """Uncovered frames, mismatched output lengths and out-of-range indices raise ContextInputError."""
-    with pytest.raises(ContextInputError, match=r"frames \[3\] are in none"):
-        fuse([([0, 1, 2], torch.ones(3))], 4, "flat", 0)
-    with pytest.raises(ContextInputError, match="output with 3 frames along dim 0, but got shape"):
-        fuse([([0, 1, 2], torch.ones(2))], 3, "flat", 0)
-    with pytest.raises(ContextInputError, match=r"must lie in \[0, 3\)"):
-        fuse([([1, 2, 3], torch.ones(3))], 3, "flat", 0)
-    with pytest.raises(ContextInputError, match="at least one"):
-        fuse([], 3, "flat", 0)

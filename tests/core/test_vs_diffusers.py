@@ -8,6 +8,7 @@ frames (the official code: per frame), and it recomputes the PE instead of loadi
 from __future__ import annotations
 
 import json
+import math
 import socket
 from dataclasses import replace
 
@@ -205,17 +206,29 @@ def test_diffusers_norms_across_frames_and_that_is_the_only_difference(offline, 
     assert _max_diff(across, adapter, name, x) <= TOL
 
 
-def test_stored_sinusoid_is_what_diffusers_recomputes(offline, tmp_path):
-    """The standard table in our files, our default table and diffusers' recomputed buffer are one table."""
+def _paper_sinusoid(length: int, channels: int) -> torch.Tensor:
+    """PE(p, 2i) = sin(p / 10000^(2i/C)), PE(p, 2i+1) = cos(...) (Vaswani et al. 2017), float64 loops."""
+    table = torch.zeros(1, length, channels, dtype=torch.float64)
+    for p in range(length):
+        for i in range(channels // 2):
+            angle = p / 10000 ** (2 * i / channels)
+            table[0, p, 2 * i], table[0, p, 2 * i + 1] = math.sin(angle), math.cos(angle)
+    return table
+
+
+def test_our_sinusoid_is_what_diffusers_recomputes(offline, tmp_path):
+    """Our default table equals diffusers' recomputed buffer (not read from the file: its tables are zeros there)
+    and the paper's formula, for every module width and PE length."""
     spec = _spec("v1")
-    sd = _original_checkpoint(spec)
-    adapter = _diffusers(spec, sd, tmp_path)
+    zero_tables = {k: torch.zeros_like(v) if k.endswith("pos_encoder.pe") else v
+                   for k, v in _original_checkpoint(spec).items()}
+    adapter = _diffusers(spec, zero_tables, tmp_path)
     for name, c in _modules(spec):
         theirs = adapter.get_submodule(name).transformer_blocks[0].pos_embed.pe
-        for i in range(2):
-            stored = sd[f"{name}.temporal_transformer.transformer_blocks.0.attention_blocks.{i}.pos_encoder.pe"]
-            assert torch.equal(stored, theirs)
+        assert theirs.abs().max() > 0.5  # recomputed by diffusers, not the zeros in the file
         torch.testing.assert_close(sinusoid(spec.pe_length, c), theirs, atol=1e-6, rtol=0)
+        torch.testing.assert_close(sinusoid(spec.pe_length, c).double(), _paper_sinusoid(spec.pe_length, c),
+                                   atol=1e-5, rtol=0)
 
 
 def test_stored_pe_that_differs_is_honoured_by_ours(offline, tmp_path):

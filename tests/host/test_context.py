@@ -78,16 +78,6 @@ def test_48_frames_fused_prediction_equals_independent_computation(animated):
     assert (fused[13] - run(model, noise[:16])[13]).abs().max() > 1e-4
 
 
-def test_views_window_only_the_motion_module(animated):
-    """Views run the UNet on all frames: finite, different from whole-UNet windows, same frame count."""
-    _, model = animated
-    noise = noise_for(40, seed=2)
-    views = run(with_context(model, options(), views=True), noise)
-    windows = run(with_context(model, options()), noise)
-    assert views.shape == noise.shape and torch.isfinite(views).all()
-    assert (views - windows).abs().max() > 1e-5
-
-
 @pytest.mark.parametrize("schedule, fuse", [("standard_static", "flat"), ("standard_uniform", "overlap-linear"),
                                             ("looped_uniform", "gaussian"), ("batched", "pyramid")])
 def test_every_schedule_and_fuse_method_samples(animated, schedule, fuse):
@@ -121,15 +111,3 @@ def test_memory_estimate_uses_the_window(animated):
     fn(lambda m, shape, *a, **k: seen.append(list(shape)), windowed, [1024, 4, 16, 16],
        model_options=windowed.model_options)
     assert seen == [[16, 4, 16, 16]]
-
-
-def test_freenoise_noise_repeats_across_windows(animated):
-    """FreeNoise: frames past the first window reuse the first window's noise frames."""
-    ctx = _mod("comfy_glue.context")
-    plan = ctx.ContextPlan(options(16, 4))
-    noise = noise_for(40)
-    shuffled = plan.initial_noise(noise, seed=7, use_freenoise=True)
-    assert torch.equal(plan.initial_noise(noise, 7, use_freenoise=False), noise)
-    firsts = noise[:16].flatten(1)
-    for f in range(40):
-        assert any(torch.equal(shuffled[f].flatten(), row) for row in firsts)

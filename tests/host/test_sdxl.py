@@ -418,12 +418,6 @@ def test_sdxl_windows_fuse_like_an_independent_computation(animated_sdxl, beta):
     assert max_diff(fused[6], _run(animated_sdxl, noise[:8])[6]) > 1e-4  # frame 6 really mixes two windows
 
 
-def test_sdxl_views_sample_beyond_the_module_limit(animated_sdxl, beta):
-    """Views (windows in the motion module only) sample 40 frames with the 32-frame SDXL beta, finite."""
-    out = _run(_with_context(animated_sdxl, _options(16, 4), beta.spec, views=True), noise_for(40, side=8, seed=7))
-    assert out.shape[0] == 40 and torch.isfinite(out).all()
-
-
 # ---- guardrails -----------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
