@@ -17,9 +17,10 @@ import torch
 from comfy.ldm.modules.diffusionmodules.openaimodel import ResBlock
 from torch import Tensor, nn
 
-from ..motion_modules.model import MotionCall, group_norm_across_frames, sdpa_attention
+from ..motion_modules.model import MotionCall, group_norm_across_frames
 from ..sampling.context import ContextOptions, fuse_weights, windows
 from ..sampling.frames import check_frame_count
+from .attention import motion_attention
 from .lora import motion_step
 from .schedule import BetaSchedule, motion_model_sampling
 from .unet import Placement, check_fits
@@ -45,12 +46,6 @@ def clip_frames(x: Tensor, transformer_options: dict) -> int:
     if x.shape[0] % clips:
         raise ValueError(f"a batch of {x.shape[0]} frames does not split into {clips} clips of equal length")
     return x.shape[0] // clips
-
-
-MOTION_ATTENTION = sdpa_attention
-"""Temporal attention's backend: fused SDPA in batch chunks, not ComfyUI's dispatch. Core's CPU default
-(sub-quadratic attention) and --use-split-cross-attention are built for thousands of tokens; with 16-32
-tokens per sequence they run the motion module's attention about 4x slower (bench/README.md)."""
 
 
 @dataclass(frozen=True)
@@ -84,7 +79,7 @@ class Attachment:
             return layer(x)
         module = self._module(layer.name)
         frames = clip_frames(x, transformer_options)
-        attention_fn = MOTION_ATTENTION
+        attention_fn = motion_attention(transformer_options)  # backend decided per call (attention.py)
         if self.views is None or frames <= self.views.length:
             return module(x, MotionCall(frames, attention_fn=attention_fn, scale=self.scale))
         return self._run_views(module, x, frames, attention_fn, _step(transformer_options))
