@@ -377,6 +377,8 @@ def quiet_logs(verbose: bool) -> None:
 
 
 def motion_attention_backend(host: Host) -> str:
-    """The attention function the pack's motion modules call (``comfy_glue.attach.MOTION_ATTENTION``)."""
-    fn = host.glue("attach").MOTION_ATTENTION
-    return f"{fn.__module__.rsplit('.', 1)[-1]}.{fn.__name__}"
+    """The attention function the pack's motion modules call on this device (``comfy_glue.attention.backend``)."""
+    attention = host.glue("attention")
+    if attention.backend(host.device.type, {}) is attention.Backend.SDPA:
+        return "model.sdpa_attention"
+    return f"optimized_attention ({attention_backend()})"

@@ -18,10 +18,11 @@ import torch
 from comfy.ldm.modules.diffusionmodules.openaimodel import ResBlock
 from torch import Tensor, nn
 
-from ..motion_modules.model import MotionCall, View, group_norm_across_frames, sdpa_attention
+from ..motion_modules.model import MotionCall, View, group_norm_across_frames
 from ..sampling.context import ContextOptions, fuse_weights, windows
 from ..sampling.frames import check_frame_count
 from ..sampling.freenoise import freenoise
+from .attention import motion_attention
 from .lora import motion_step
 from .schedule import BetaSchedule, motion_model_sampling
 from .unet import Placement, check_fits
@@ -47,12 +48,6 @@ def clip_frames(x: Tensor, transformer_options: dict) -> int:
     if x.shape[0] % clips:
         raise ValueError(f"a batch of {x.shape[0]} frames does not split into {clips} clips of equal length")
     return x.shape[0] // clips
-
-
-MOTION_ATTENTION = sdpa_attention
-"""Temporal attention's backend: fused SDPA in batch chunks, not ComfyUI's dispatch. Core's CPU default
-(sub-quadratic attention) and --use-split-cross-attention are built for thousands of tokens; with 16-32
-tokens per sequence they run the motion module's attention about 4x slower (bench/README.md)."""
 
 
 @dataclass(frozen=True)
@@ -86,7 +81,8 @@ class Attachment:
             return layer(x)
         frames = clip_frames(x, transformer_options)
         views = self._views(frames, _step(transformer_options), x.device)
-        return self._module(layer.name)(x, MotionCall(frames, attention_fn=MOTION_ATTENTION, scale=self.scale,
+        attention_fn = motion_attention(transformer_options)  # backend decided per call (attention.py)
+        return self._module(layer.name)(x, MotionCall(frames, attention_fn=attention_fn, scale=self.scale,
                                                       views=views))
 
     def _views(self, frames: int, step: int, device: torch.device) -> tuple[View, ...] | None:

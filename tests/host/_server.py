@@ -250,7 +250,10 @@ class ComfyServer:
         while time.monotonic() < deadline:
             if not self.alive():
                 raise ServerError(f"ComfyUI died while running {prompt_id}{self._tail()}")
-            entry = self.get_json(f"/history/{prompt_id}").get(prompt_id)
+            try:
+                entry = self.get_json(f"/history/{prompt_id}").get(prompt_id)
+            except OSError:  # a busy server (loading a model on a loaded machine) may not answer in time
+                continue
             if entry is not None and entry.get("status", {}).get("status_str") in ("success", "error"):
                 return entry
             time.sleep(poll)
