@@ -248,7 +248,7 @@ def attach(model, motion, scale: float = 1.0, beta_schedule: str = BetaSchedule.
     # prompts and a model that stays loaded is still animated on its next run.
     m.add_callback_with_key(pe.CallbacksMP.ON_PRE_RUN, KEY, lambda p: p.inject_model())
     m.add_callback_with_key(pe.CallbacksMP.ON_CLEANUP, KEY, lambda p: p.eject_model())
-    sampling = motion_model_sampling(m, motion.spec, beta_schedule)
+    sampling = motion_model_sampling(m, motion.spec, beta_schedule, f"motion module '{motion.name}'")
     if sampling is not None:
         m.add_object_patch("model_sampling", sampling)
     return m
