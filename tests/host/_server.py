@@ -250,7 +250,10 @@ class ComfyServer:
         while time.monotonic() < deadline:
             if not self.alive():
                 raise ServerError(f"ComfyUI died while running {prompt_id}{self._tail()}")
-            entry = self.get_json(f"/history/{prompt_id}").get(prompt_id)
+            try:
+                entry = self.get_json(f"/history/{prompt_id}").get(prompt_id)
+            except TimeoutError:  # a busy CPU server can leave one poll unanswered for HTTP_TIMEOUT_S; ask again
+                continue
             if entry is not None and entry.get("status", {}).get("status_str") in ("success", "error"):
                 return entry
             time.sleep(poll)
