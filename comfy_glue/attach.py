@@ -10,6 +10,7 @@ with context options, a SAMPLER_SAMPLE wrapper for FreeNoise (``with_freenoise``
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 from dataclasses import dataclass, field, replace
 
@@ -163,22 +164,44 @@ def _norms_across_frames(unet) -> list[nn.Module]:
 
 @contextlib.contextmanager
 def across_frames(unet, frames: int):
-    """Within this model's forward only, run v1's ResNet/output GroupNorms across each clip's frames."""
+    """Within this model's forward only, run v1's ResNet/output GroupNorms across each clip's frames.
+
+    Each norm's current ``forward`` (its class's, or another patch's instance attribute) is the one wrapped, and
+    exactly that state is put back afterwards.
+    """
     norms = _norms_across_frames(unet)
-    for norm in norms:
-        bound = type(norm).forward.__get__(norm)
-        norm.forward = lambda x, _f=bound: group_norm_across_frames(x, frames, _f)
+    saved = [norm.__dict__.get("forward", _CLASS_FORWARD) for norm in norms]
+    for norm, own in zip(norms, saved, strict=True):
+        inner = norm.forward if own is _CLASS_FORWARD else own
+        norm.forward = functools.partial(group_norm_across_frames, frames=frames, norm=inner)
     try:
         yield
     finally:
-        for norm in norms:
-            del norm.forward
+        for norm, own in zip(norms, saved, strict=True):
+            if own is _CLASS_FORWARD:
+                norm.__dict__.pop("forward", None)
+            else:
+                norm.forward = own
+
+
+_CLASS_FORWARD = object()  # marks a norm whose forward came from its class (no instance attribute to restore)
+
+
+def transformer_options_of(args: tuple, kwargs: dict) -> dict:
+    """The ``transformer_options`` of a UNet forward call, passed by keyword or at its position in core's
+    ``UNetModel._forward(x, timesteps, context, y, control, transformer_options)`` (``args`` start after x)."""
+    if "transformer_options" in kwargs:
+        return kwargs["transformer_options"] or {}
+    return (args[_OPTIONS_INDEX] or {}) if len(args) > _OPTIONS_INDEX else {}
+
+
+_OPTIONS_INDEX = 4  # timesteps, context, y, control, transformer_options
 
 
 def _diffusion_model_wrapper(attachment: Attachment):
     def wrapper(executor, x, *args, **kwargs):
-        transformer_options = args[4] if len(args) > 4 else kwargs.get("transformer_options", {})
-        with across_frames(executor.class_obj, clip_frames(x, transformer_options)):
+        options = transformer_options_of(args, kwargs)
+        with across_frames(executor.class_obj, clip_frames(x, options)):
             return executor(x, *args, **kwargs)
     return wrapper
 
@@ -239,7 +262,7 @@ def attach(model, motion, scale: float = 1.0, beta_schedule: str = BetaSchedule.
     # prompts and a model that stays loaded is still animated on its next run.
     m.add_callback_with_key(pe.CallbacksMP.ON_PRE_RUN, KEY, lambda p: p.inject_model())
     m.add_callback_with_key(pe.CallbacksMP.ON_CLEANUP, KEY, lambda p: p.eject_model())
-    sampling = motion_model_sampling(m, motion.spec, beta_schedule)
+    sampling = motion_model_sampling(m, motion.spec, beta_schedule, f"motion module '{motion.name}'")
     if sampling is not None:
         m.add_object_patch("model_sampling", sampling)
     return m

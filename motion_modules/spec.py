@@ -41,6 +41,17 @@ TRAIT_DEFAULTS = {"groupnorm": "per_frame", "module_groupnorm": "per_frame", "sw
 FAMILY_NAMES = {"sd15": "SD1.5", "sdxl": "SDXL"}
 VERSION_NAMES = {"v1": "AnimateDiff v1", "v2": "AnimateDiff v2", "v3": "AnimateDiff v3",
                  "animatelcm": "AnimateLCM", "sdxl-beta": "AnimateDiff SDXL beta", "hotshotxl": "HotshotXL"}
+# What the user sees after the detection line: how the module wants to be sampled. Sources: AnimateLCM's
+# configs/inference-t2v.yaml (LCMScheduler, betas 0.00085-0.012 "linear" = ComfyUI sqrt_linear, 4-8 steps,
+# guidance 1-2) and README (ComfyUI: lcm sampler, sgm_uniform); ByteDance/AnimateDiff-Lightning's model card
+# (v2 architecture, distilled for 1/2/4/8 steps, euler + sgm_uniform, cfg 1). Lightning files have exactly
+# the v2 keys, shapes and (fp16) size of any fp16 v2 repack, so a file never tells them apart or its steps.
+USAGE_NOTES = {
+    "animatelcm": "sample with Model Sampling Discrete (lcm) on the model, sampler lcm, scheduler sgm_uniform, "
+                  "4-8 steps, cfg 1-2",
+    "v2": "v2-compatible: AnimateDiff-Lightning files share this layout (their step count is not in the file; "
+          "they want euler, sgm_uniform, cfg 1 and the steps they were distilled for)",
+}
 GROUPNORM_NAMES = {"per_frame": "per-frame GroupNorm", "across_frames": "across-frames GroupNorm"}
 
 
@@ -82,6 +93,8 @@ class MotionModuleSpec:
         ]
         if self.module_groupnorm == "across_frames":  # SDXL beta: the module's own input norm spans the clip
             parts.append("motion-module GroupNorm across frames")
+        if self.version in USAGE_NOTES:
+            parts.append(USAGE_NOTES[self.version])
         return " · ".join(parts)
 
 

@@ -52,11 +52,18 @@ class Graph:
 
 def base(frames: int, size: int = 512, context: list | None = None, noise: str = "default",
          lora: list[tuple[str, float]] = (), motion_file: str = "mm_sd_v15_v2.ckpt",
-         ckpt: str = "v1-5-pruned-emaonly.safetensors") -> Graph:
-    """Checkpoint → prompts → empty latent → motion module (+ LoRAs, context) → Sample Animation → mp4."""
+         ckpt: str = "v1-5-pruned-emaonly.safetensors", sampling: list | None = None,
+         sampler: list | None = None) -> Graph:
+    """Checkpoint (→ Model Sampling Discrete) → prompts → empty latent → motion module (+ LoRAs, context) →
+    Sample Animation → mp4; ``sampler`` = [steps, cfg, sampler_name, scheduler]."""
     g = Graph()
     ck = g.node("CheckpointLoaderSimple", [ckpt], outputs=[("MODEL", "MODEL"), ("CLIP", "CLIP"), ("VAE", "VAE")],
                 pos=(0, 0))
+    model, model_slot = ck, 0
+    if sampling is not None:
+        model = g.node("ModelSamplingDiscrete", sampling, [("model", "MODEL")], [("MODEL", "MODEL")], pos=(0, 120))
+        g.link(ck, 0, model, "model")
+    steps, cfg, sampler_name, scheduler = sampler or [20, 7.5, "euler", "normal"]
     pos = g.node("CLIPTextEncode", [PROMPT], [("clip", "CLIP")], [("CONDITIONING", "CONDITIONING")], (380, 0))
     neg = g.node("CLIPTextEncode", [NEGATIVE], [("clip", "CLIP")], [("CONDITIONING", "CONDITIONING")], (380, 220))
     lat = g.node("EmptyLatentImage", [size, size, frames], outputs=[("LATENT", "LATENT")], pos=(380, 440))
@@ -73,9 +80,9 @@ def base(frames: int, size: int = 512, context: list | None = None, noise: str =
     if context is not None:
         sample_inputs.append(("context_options", "KINEMA_CONTEXT_OPTIONS"))
     sa = g.node("KinemaSampleAnimation",
-                [42, "fixed", 20, 7.5, "euler", "normal", 1.0, 1.0, "auto (motion module's)", noise],
+                [42, "fixed", steps, cfg, sampler_name, scheduler, 1.0, 1.0, "auto (motion module's)", noise],
                 sample_inputs, [("LATENT", "LATENT")], (760, 0))
-    for src, slot, name in [(ck, 0, "model"), (mm, mm_slot, "motion_module"), (pos, 0, "positive"),
+    for src, slot, name in [(model, model_slot, "model"), (mm, mm_slot, "motion_module"), (pos, 0, "positive"),
                             (neg, 0, "negative"), (lat, 0, "latent_image")]:
         g.link(src, slot, sa, name)
     g.link(ck, 1, pos, "clip")
@@ -114,6 +121,8 @@ def main() -> None:
     base(16, lora=[("v2_lora_ZoomIn.ckpt", 0.8), ("v2_lora_PanLeft.ckpt", 0.5)]).save(
         "motion_lora_zoom_in_and_pan_left")
     sdxl().save("sdxl_text_to_video_16_frames")
+    base(16, motion_file="AnimateLCM_sd15_t2v.ckpt", sampling=["lcm", False],
+         sampler=[8, 1.5, "lcm", "sgm_uniform"]).save("animatelcm_8_steps")
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ from motion_modules import (
     validate,
 )
 from motion_modules.model import MotionModel
-from motion_modules.spec import is_pe_key
+from motion_modules.spec import USAGE_NOTES, is_pe_key
 
 VERSIONS = ["v1", "v2", "v3", "animatelcm", "sdxl-beta", "hotshotxl"]
 EXPECTED = {  # version -> (family, layout, pe_length, has_mid, base GroupNorm, sweet spot)
@@ -243,7 +243,20 @@ def test_standard_v2_layout_has_588_keys_and_453m_params():
     assert v2.param_count == 453_209_280
     assert len(expected_shapes(standard_spec("v1"))) == 560
     assert v2.describe() == ("SD1.5 · AnimateDiff v2 · 453.2M params · PE 32 (up to 32 frames per pass, "
-                             "best at 16) · mid block · per-frame GroupNorm")
+                             "best at 16) · mid block · per-frame GroupNorm · " + USAGE_NOTES["v2"])
+
+
+def test_detection_text_says_how_distilled_modules_want_sampling():
+    """AnimateLCM's text names the lcm sampler, sgm_uniform and core's lcm model sampling; v2 says v2-compatible
+    (AnimateDiff-Lightning has exactly its layout); v3 and SDXL beta carry no such note."""
+    lcm = detect(original_state_dict(tiny_spec("animatelcm"), with_pe=False)).describe()
+    assert lcm.startswith("SD1.5 · AnimateLCM")
+    assert all(p in lcm for p in ("Model Sampling Discrete (lcm)", "sampler lcm", "sgm_uniform"))
+    v2 = detect(original_state_dict(tiny_spec("v2"))).describe()
+    assert "v2-compatible" in v2 and "AnimateDiff-Lightning" in v2
+    for version in ("v3", "sdxl-beta"):
+        text = standard_spec(version).describe()
+        assert "sgm_uniform" not in text and "v2-compatible" not in text
 
 
 def test_version_traits_follow_the_training_configs():

@@ -54,6 +54,7 @@ MOTION_VERSIONS = {  # version -> (has_mid_block, pe_length)
     "v1": (False, 24),
     "v2": (True, 32),
     "v3": (False, 32),
+    "animatelcm": (True, 64),  # AnimateLCM_sd15_t2v: v2's seats, PE 64, and no position tables in the file
 }
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 
@@ -271,6 +272,8 @@ def motion_state_dict(version: str = "v2", dtype: torch.dtype = torch.float16,
         model = model_cls(motion_spec(version, widths))
     out = {}
     for key, meta in model.state_dict().items():
+        if key.endswith("pos_encoder.pe") and version == "animatelcm":
+            continue
         if key.endswith("pos_encoder.pe"):  # (1, pe_length, channels)
             out[key] = sinusoid(meta.shape[1], meta.shape[2]).to(dtype)
         else:

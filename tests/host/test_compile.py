@@ -84,3 +84,28 @@ def test_compiler_failure_runs_eager_and_says_why(comfy_host, monkeypatch, caplo
     torch.testing.assert_close(fallback, eager, atol=0, rtol=0)
     lines = [r.getMessage() for r in caplog.records if "torch.compile failed" in r.getMessage()]
     assert lines and "no working C++ compiler found" in lines[0] and "running it uncompiled" in lines[0]
+
+
+
+@pytest.mark.parametrize("backend", [
+    "eager",  # dynamo traces the UNet and our patch under the node's own options, without inductor's C++ codegen
+    pytest.param("inductor", marks=pytest.mark.fullsize),  # what the node uses: ~4-10 min of codegen on 2 cores
+])
+def test_v1_under_core_torch_compile_model_matches_eager(comfy_host, monkeypatch, backend):
+    """Core's TorchCompileModel node on a UNet carrying a v1 module: its across-frames GroupNorms still run (the
+    result differs from per-frame norms), the frames equal eager's within fp32 tolerance, and the norms are
+    left as they were."""
+    import dataclasses
+
+    nodes_torch_compile = import_module("comfy_extras.nodes_torch_compile")
+    attach = _attach().attach
+    v1 = tiny_motion("v1", seed=3)
+    per_frame = replace(v1, spec=dataclasses.replace(v1.spec, groupnorm="per_frame"))
+    eager = sample(attach(tiny_sd15_patcher(seed=0), v1), steps=1)
+    assert (sample(attach(tiny_sd15_patcher(seed=0), per_frame), steps=1) - eager).abs().max() > 1e-3 * eager.std()
+    real_compile = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda model=None, **kw: real_compile(model, **{**kw, "backend": backend}))
+    base = tiny_sd15_patcher(seed=0)
+    compiled_base = nodes_torch_compile.TorchCompileModel.execute(base, "inductor").args[0]
+    _close(sample(attach(compiled_base, v1), steps=1), eager)
+    assert not any("forward" in m.__dict__ for m in base.model.diffusion_model.modules())

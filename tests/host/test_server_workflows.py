@@ -22,6 +22,13 @@ def server_motion(comfy_server, tmp_path_factory) -> str:
     return comfy_server.add_model("animatediff_models", path, MOTION_NAME)
 
 
+@pytest.fixture(scope="module")
+def server_animatelcm(comfy_server, tmp_path_factory) -> str:
+    """A random full-size AnimateLCM-layout module (v2 seats, no position tables) in animatediff_models."""
+    path = write_motion_module(tmp_path_factory.mktemp("mm") / "kinema-random-animatelcm.safetensors", "animatelcm")
+    return comfy_server.add_model("animatediff_models", path, path.name)
+
+
 def official_motion_lora(seed: int, rank: int = 4) -> dict:
     """A random MotionLoRA for a full-size v2 module in the official key layout (processor.to_q_lora...)."""
     import torch
@@ -143,6 +150,17 @@ def test_motion_lora_example_zoom_in_and_pan_left(comfy_server, server_sd15, ser
     assert len(frames) == 16 and all(f.std() > 0 for f in frames)
 
 
+def test_animatelcm_8_steps(comfy_server, server_sd15, server_animatelcm):
+    """The AnimateLCM example (core's Model Sampling Discrete lcm, lcm sampler, sgm_uniform, cfg 1.5) gives 16 frames,
+    and Load Motion Module showed the module's detection text naming what it wants."""
+    offset = len(comfy_server.log_text())
+    frames = run_example(comfy_server, "animatelcm_8_steps", server_sd15, server_animatelcm, 16)
+    assert len(frames) == 16 and all(f.std() > 0 for f in frames)
+    log = comfy_server.log_since(offset)
+    assert "AnimateLCM" in log and "sgm_uniform" in log
+    assert "no LCM sampling" not in log and "keeping its own noise schedule" not in log
+
+
 @pytest.mark.parametrize("frames, message", [
     (40, f"the latent has 40 frames but motion module '{MOTION_NAME}' takes at most 32 per pass; add a Context "
          "Scheduler"),
@@ -162,3 +180,47 @@ def test_guardrail_is_an_execution_error_and_next_prompt_runs(comfy_server, serv
     overrides["EmptyLatentImage"]["batch_size"] = 4
     ok = comfy_server.run(workflow_to_prompt(workflow, comfy_server.object_info(), overrides), timeout=600)
     assert ok["status"]["status_str"] == "success"
+
+
+def sampler_custom_advanced_prompt(ckpt: str, motion: str, seed: int, frames: int = 8) -> dict:
+    """Apply Motion Module → core's SamplerCustomAdvanced (RandomNoise, CFGGuider, KSamplerSelect euler_ancestral,
+    BasicScheduler karras, 2 steps) at 64 px → Decode Frames → lossless WEBP."""
+    def node(class_type: str, **inputs) -> dict:
+        return {"class_type": class_type, "inputs": inputs}
+
+    return {
+        "1": node("CheckpointLoaderSimple", ckpt_name=ckpt),
+        "2": node("KinemaLoadMotionModule", model_name=motion, compile=False),
+        "3": node("KinemaApplyMotionModule", model=["1", 0], motion_module=["2", 0], motion_scale=1.0,
+                  beta_schedule="auto (motion module's)"),
+        "4": node("CLIPTextEncode", clip=["1", 1], text="a corgi running on a beach"),
+        "5": node("CLIPTextEncode", clip=["1", 1], text="blurry"),
+        "6": node("RandomNoise", noise_seed=seed),
+        "7": node("CFGGuider", model=["3", 0], positive=["4", 0], negative=["5", 0], cfg=4.0),
+        "8": node("KSamplerSelect", sampler_name="euler_ancestral"),
+        "9": node("BasicScheduler", model=["3", 0], scheduler="karras", steps=2, denoise=1.0),
+        "10": node("EmptyLatentImage", width=64, height=64, batch_size=frames),
+        "11": node("SamplerCustomAdvanced", noise=["6", 0], guider=["7", 0], sampler=["8", 0], sigmas=["9", 0],
+                   latent_image=["10", 0]),
+        "12": node("KinemaDecodeFrames", samples=["11", 0], vae=["1", 2], frames_per_batch=4),
+        "13": node("SaveAnimatedWEBP", images=["12", 0], filename_prefix="kinema_sca", fps=8.0, lossless=True,
+                   quality=100, method="default"),
+    }
+
+
+def test_sampler_custom_advanced_node_animates_deterministically(comfy_server, server_sd15, server_motion):
+    """The SamplerCustomAdvanced node samples an Apply Motion Module model: 8 frames, no traceback; seed 1, seed 2,
+    then seed 1 again (so the sampler re-runs) gives seed 1's frames exactly, and seed 2 other frames."""
+    import numpy as np
+
+    offset = len(comfy_server.log_text())
+    runs = []
+    for seed in (1, 2, 1):
+        entry = comfy_server.run(sampler_custom_advanced_prompt(server_sd15, server_motion, seed), timeout=900)
+        webps = [p for p in comfy_server.output_files(entry) if p.suffix == ".webp"]
+        assert len(webps) == 1, comfy_server.output_files(entry)
+        runs.append(np.stack(frames_of(webps[0])))
+    assert comfy_server.tracebacks(comfy_server.log_since(offset)) == []
+    assert runs[0].shape == (8, 64, 64, 3) and all(f.std() > 0 for f in runs[0])
+    assert np.array_equal(runs[0], runs[2])
+    assert not np.array_equal(runs[0], runs[1])
