@@ -39,8 +39,8 @@ def with_context(model, views=False, fuse="pyramid"):
     return ctx.apply_context(model, ctx.ContextPlan(options, views), tiny_motion().spec)
 
 
-def hints(frames: int, seed: int = 0, size=(72, 88)) -> torch.Tensor:
-    """An IMAGE batch (frames, h, w, 3) at a size other than the latent's x8 (128 x 128)."""
+def hints(frames: int, seed: int = 0, size=(40, 56)) -> torch.Tensor:
+    """An IMAGE batch (frames, h, w, 3) at a size other than the latent's x8 (64 x 64)."""
     return torch.rand(frames, *size, 3, generator=torch.Generator().manual_seed(seed))
 
 
@@ -65,7 +65,7 @@ def run(model, noise, conds, steps: int = 1, cfg: float = 3.0) -> torch.Tensor:
 
 
 def noise_for(frames: int, seed: int = 0) -> torch.Tensor:
-    return torch.randn(frames, 4, 16, 16, generator=torch.Generator().manual_seed(seed))
+    return torch.randn(frames, 4, 8, 8, generator=torch.Generator().manual_seed(seed))
 
 
 def per_window_reference(model, noise, conds_for, fuse="pyramid") -> torch.Tensor:
@@ -100,7 +100,7 @@ def test_fused_prediction_equals_windows_run_with_their_own_hints(animated, nets
 @pytest.mark.parametrize("first_start", [0.0, 0.5])
 def test_chained_controlnets_follow_the_windows(animated, nets, first_start):
     """Two chained ControlNets (previous_controlnet; the first inactive at step 1 when it starts at 50%)."""
-    hint_a, hint_b, noise = hints(FRAMES, 2), hints(FRAMES, 3, size=(128, 128)), noise_for(FRAMES, 2)
+    hint_a, hint_b, noise = hints(FRAMES, 2), hints(FRAMES, 3, size=(64, 64)), noise_for(FRAMES, 2)
     fused = run(with_context(animated), noise,
                 controlled([(nets[0], hint_a, first_start, 1.0), (nets[1], hint_b, 0.0, 1.0)]))
     expected = per_window_reference(animated, noise, lambda w: controlled(
