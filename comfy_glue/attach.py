@@ -25,6 +25,7 @@ from ..sampling.frames import check_frame_count
 from ..sampling.freenoise import freenoise
 from .attention import motion_attention
 from .lora import motion_step
+from .per_frame import check_controls
 from .schedule import BetaSchedule, motion_model_sampling
 from .unet import Placement, check_fits
 
@@ -220,13 +221,14 @@ def current_attachment(model_options: dict) -> Attachment | None:
 
 
 def _outer_sample_wrapper(executor, *args, **kwargs):
-    """Check the frame count against the module before sampling starts."""
+    """Check the frame count against the module, and per-frame control hints against it, before sampling."""
     noise = args[0] if args else kwargs["noise"]
     options = executor.class_obj.model_options
     attachment = current_attachment(options)
     if attachment is not None:
         has_context = options.get("context_handler") is not None or attachment.views is not None
         check_frame_count(noise.shape[0], attachment.spec.pe_length, has_context, attachment.name)
+        check_controls(getattr(executor.class_obj, "conds", {}), noise.shape[0])
     return executor(*args, **kwargs)
 
 

@@ -35,6 +35,10 @@ class Graph:
         self.nodes.append(node)
         return nid
 
+    def widget_input(self, nid: int, name: str, type_: str) -> None:
+        """Turn widget ``name`` of node ``nid`` into a linkable input (its value stays in widgets_values)."""
+        self.nodes[nid - 1]["inputs"].append({"name": name, "type": type_, "widget": {"name": name}, "link": None})
+
     def link(self, src: int, slot: int, dst: int, input_name: str) -> None:
         lid = len(self.links) + 1
         s, d = self.nodes[src - 1], self.nodes[dst - 1]
@@ -113,6 +117,62 @@ def sdxl(frames: int = 16) -> Graph:
     return base(frames, 1024, motion_file="mm_sdxl_v10_beta.ckpt", ckpt="sd_xl_base_1.0.safetensors")
 
 
+V2V_PROMPT = "a watercolor painting of a person dancing, soft brush strokes, pastel colors"
+
+
+def video_to_video(frames: int = 48, size: int = 512) -> Graph:
+    """Video in → Canny hints + VAE Encode → Apply ControlNet → windows → Sample Animation (denoise 0.6) → video out.
+
+    The frame rate appears once: Get Video Components' fps feeds Create Video, so the output keeps the source's.
+    """
+    g = Graph()
+    ck = g.node("CheckpointLoaderSimple", ["v1-5-pruned-emaonly.safetensors"],
+                outputs=[("MODEL", "MODEL"), ("CLIP", "CLIP"), ("VAE", "VAE")], pos=(0, 0))
+    pos = g.node("CLIPTextEncode", [V2V_PROMPT], [("clip", "CLIP")], [("CONDITIONING", "CONDITIONING")], (380, 0))
+    neg = g.node("CLIPTextEncode", [NEGATIVE], [("clip", "CLIP")], [("CONDITIONING", "CONDITIONING")], (380, 220))
+    load = g.node("LoadVideo", ["source.mp4", "image"], outputs=[("VIDEO", "VIDEO")], pos=(0, 440))
+    parts = g.node("GetVideoComponents", [], [("video", "VIDEO")],
+                   [("images", "IMAGE"), ("audio", "AUDIO"), ("fps", "FLOAT")], (0, 760))
+    cut = g.node("ImageFromBatch", [0, frames], [("image", "IMAGE")], [("IMAGE", "IMAGE")], (0, 900),
+                 title="First frames")
+    scale = g.node("ImageScale", ["bilinear", size, size, "center"], [("image", "IMAGE")], [("IMAGE", "IMAGE")],
+                   (0, 1080))
+    enc = g.node("VAEEncode", [], [("pixels", "IMAGE"), ("vae", "VAE")], [("LATENT", "LATENT")], (380, 440))
+    canny = g.node("Canny", [0.4, 0.8], [("image", "IMAGE")], [("IMAGE", "IMAGE")], (380, 600))
+    cn = g.node("ControlNetLoader", ["control_v11p_sd15_canny.pth"], outputs=[("CONTROL_NET", "CONTROL_NET")],
+                pos=(380, 800))
+    apply = g.node("ControlNetApplyAdvanced", [1.0, 0.0, 1.0],
+                   [("positive", "CONDITIONING"), ("negative", "CONDITIONING"), ("control_net", "CONTROL_NET"),
+                    ("image", "IMAGE"), ("vae", "VAE")],
+                   [("positive", "CONDITIONING"), ("negative", "CONDITIONING")], (760, 440))
+    mm = g.node("KinemaLoadMotionModule", ["mm_sd_v15_v2.ckpt", False],
+                outputs=[("MOTION_MODULE", "KINEMA_MOTION_MODULE")], pos=(760, 760))
+    cx = g.node("KinemaContextScheduler", [16, 4, "looped_uniform", "pyramid", 1, False, False],
+                outputs=[("CONTEXT_OPTIONS", "KINEMA_CONTEXT_OPTIONS")], pos=(760, 900))
+    sa = g.node("KinemaSampleAnimation",
+                [42, "fixed", 20, 7.5, "euler", "normal", 0.6, 1.0, "auto (motion module's)", "default"],
+                [("model", "MODEL"), ("motion_module", "KINEMA_MOTION_MODULE"), ("positive", "CONDITIONING"),
+                 ("negative", "CONDITIONING"), ("latent_image", "LATENT"),
+                 ("context_options", "KINEMA_CONTEXT_OPTIONS")], [("LATENT", "LATENT")], (1140, 0))
+    dec = g.node("KinemaDecodeFrames", [4], [("samples", "LATENT"), ("vae", "VAE")], [("IMAGE", "IMAGE")],
+                 (1520, 0))
+    video = g.node("CreateVideo", [8.0], [("images", "IMAGE"), ("audio", "AUDIO")], [("VIDEO", "VIDEO")],
+                   (1520, 260))
+    g.widget_input(video, "fps", "FLOAT")
+    save = g.node("SaveVideo", ["video/kinema_v2v", "auto", "auto"], [("video", "VIDEO")], pos=(1900, 0))
+    for src, slot, dst, name in [
+        (ck, 1, pos, "clip"), (ck, 1, neg, "clip"), (load, 0, parts, "video"), (parts, 0, cut, "image"),
+        (cut, 0, scale, "image"), (scale, 0, enc, "pixels"), (ck, 2, enc, "vae"), (scale, 0, canny, "image"),
+        (pos, 0, apply, "positive"), (neg, 0, apply, "negative"), (cn, 0, apply, "control_net"),
+        (canny, 0, apply, "image"), (ck, 0, sa, "model"), (mm, 0, sa, "motion_module"), (apply, 0, sa, "positive"),
+        (apply, 1, sa, "negative"), (enc, 0, sa, "latent_image"), (cx, 0, sa, "context_options"),
+        (sa, 0, dec, "samples"), (ck, 2, dec, "vae"), (dec, 0, video, "images"), (parts, 2, video, "fps"),
+        (video, 0, save, "video"),
+    ]:
+        g.link(src, slot, dst, name)
+    return g
+
+
 def main() -> None:
     OUT.mkdir(exist_ok=True)
     base(16).save("text_to_video_16_frames")
@@ -123,6 +183,7 @@ def main() -> None:
     sdxl().save("sdxl_text_to_video_16_frames")
     base(16, motion_file="AnimateLCM_sd15_t2v.ckpt", sampling=["lcm", False],
          sampler=[8, 1.5, "lcm", "sgm_uniform"]).save("animatelcm_8_steps")
+    video_to_video().save("video_to_video_controlnet")
 
 
 if __name__ == "__main__":

@@ -237,6 +237,33 @@ def make_sd15_checkpoint(path: Path, dtype: torch.dtype = torch.float16, *, seed
     return place(sd15_checkpoint(dtype, seed=seed, tree=tree), Path(path))
 
 
+def sd15_controlnet_layout() -> dict[str, tuple[int, ...]]:
+    """``{key: shape}`` of an SD1.5 ControlNet (``input_hint_block``, ``zero_convs``, ...), from core's class on the
+    meta device. Needs ComfyUI imported in this process."""
+    import comfy.cldm.cldm
+    import comfy.model_detection as detection
+    import comfy.ops
+
+    config = detection.convert_config(SD15_UNET)
+    config.pop("out_channels")
+    with torch.device("meta"):
+        net = comfy.cldm.cldm.ControlNet(hint_channels=3, device="meta", operations=comfy.ops.disable_weight_init,
+                                         **config)
+    return {k: tuple(v.shape) for k, v in net.state_dict().items()}
+
+
+def sd15_controlnet(dtype: torch.dtype = torch.float16, *, seed: int = 0) -> Path:
+    """The cached random full-size SD1.5 ControlNet (.safetensors, ~0.7 GB in fp16; zero convs random too)."""
+    recipe = {"kind": "sd15-controlnet", "v": RECIPE_VERSION, "dtype": _dtype_name(dtype), "seed": seed}
+
+    def build(tmp: Path) -> None:
+        layout = sd15_controlnet_layout()
+        stream_safetensors(tmp, {k: (shape, dtype) for k, shape in layout.items()},
+                           lambda k: _random_tensor(k, layout[k], dtype, seed, None))
+
+    return _cached("sd15-controlnet", recipe, ".safetensors", build)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # motion modules
 

@@ -101,6 +101,22 @@ def loaded_motion(spec, state_dict: dict, name: str = "random.safetensors"):
     return loading.LoadedMotionModule(patcher, spec, name, channels)
 
 
+def tiny_controlnet(seed: int = 0, width: int = TINY_WIDTH):
+    """Core's ``comfy.controlnet.ControlNet`` around a tiny SD1.5 ControlNet loaded from a random state dict
+    (zero convs included, so it steers), on the CPU."""
+    import comfy.cldm.cldm
+    import comfy.controlnet
+    import comfy.ops
+
+    config = tiny_unet_config(width)
+    config.pop("out_channels")
+    config.update(hint_channels=3, dtype=torch.float32, device="cpu", operations=comfy.ops.disable_weight_init)
+    net = comfy.cldm.cldm.ControlNet(**config)
+    comfy.controlnet.controlnet_load_state_dict(net, randomize(comfy.cldm.cldm.ControlNet(**config), seed).state_dict())
+    net.eval()
+    return comfy.controlnet.ControlNet(net, load_device=torch.device("cpu"), manual_cast_dtype=None)
+
+
 def conditioning(frames_seed: int = 0, tokens: int = 7, dim: int = TINY_CONTEXT) -> list:
     """A ComfyUI CONDITIONING value with one random text embedding."""
     g = torch.Generator().manual_seed(frames_seed)
