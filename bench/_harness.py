@@ -1,7 +1,7 @@
 """Shared plumbing for the sampling benchmarks: ComfyUI in this process, models, step clocks, peak memory, output.
 
-Not a benchmark itself. ComfyUI is imported through the host-test helpers (``tests/host/_comfy.py``), the pack
-as package ``kinema``; the random full-size models come from ``tests/host/_models.py`` (cached per machine),
+Not a benchmark itself. ComfyUI is imported through the shared tools (``tools/_comfy.py``), the pack
+as package ``kinema``; the random full-size models come from ``tools/_models.py`` (cached per machine),
 the tiny ones from ``tests/host/_tiny.py``. Everything the scripts write goes to a temp base directory
 (models are hard links into the cache) or to ``bench/results/``.
 """
@@ -23,9 +23,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-HOST = ROOT / "tests" / "host"
+HOST = ROOT / "tests" / "host"  # _tiny (tiny test models)
 RESULTS = ROOT / "bench" / "results"
-sys.path.append(str(HOST))  # appended: ComfyUI's tree goes first (put_tree_first), the repo's nodes/ never shadows it
+# appended: ComfyUI's tree goes first (put_tree_first), the repo's nodes/ never shadows it
+sys.path += [str(ROOT / "tools"), str(HOST)]
 
 import torch  # noqa: E402
 
@@ -77,7 +78,7 @@ def check_common(parser: argparse.ArgumentParser, args: argparse.Namespace) -> N
 
 @dataclass
 class Host:
-    """ComfyUI (``env``: tests/host/_comfy.ComfyInProcess) and the pack (``kinema``) in this process."""
+    """ComfyUI (``env``: tools/_comfy.ComfyInProcess) and the pack (``kinema``) in this process."""
 
     env: object
     kinema: object

@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests" / "host"))
+sys.path.insert(0, str(ROOT / "tools"))  # shared with the tests: ComfyUI finder, server, workflows, stand-ins
 
 from _comfy import comfy_version, find_comfyui  # noqa: E402
 from _models import sd15_checkpoint, write_motion_module  # noqa: E402

@@ -3,7 +3,7 @@
 #
 #   scripts/run_tests.sh [extra pytest args...]
 #
-# Trees: $COMFYUI_PATHS (colon-separated) if set, else what `tests/host/_comfy.py --all` finds:
+# Trees: $COMFYUI_PATHS (colon-separated) if set, else what `tools/_comfy.py --all` finds:
 # $COMFYUI_PATH, else the ComfyUI enclosing this pack, else ~/comfy/ComfyUI and ~/comfy/ComfyUI-0.8
 # where present. Python: $KINEMA_PYTHON if set, else each tree's own environment (scripts/bootstrap.sh TREE).
 # Exits non-zero if any run failed. No ComfyUI found is a failure (one line says how to get one) unless
@@ -52,7 +52,7 @@ trees=()
 if [ -n "${COMFYUI_PATHS:-}" ]; then
   IFS=: read -r -a trees <<< "$COMFYUI_PATHS"
 else
-  if found="$(python3 tests/host/_comfy.py --all 2>&1)"; then
+  if found="$(python3 tools/_comfy.py --all 2>&1)"; then
     mapfile -t trees <<< "$found"
   elif [ -n "${COMFYUI_PATH:-}" ] || [ -z "$allow_skips" ]; then
     summary+=("host: FAILED ($found; unpack ComfyUI 0.3.64 at ~/comfy/ComfyUI and 0.8.0 at ~/comfy/ComfyUI-0.8, or set COMFYUI_PATHS; KINEMA_ALLOW_SKIPS=1 skips the host tier)"); failed=1

@@ -14,13 +14,16 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
+TOOLS = REPO_ROOT / "tools"  # what tests, bench and the main job share: _comfy, _server, _workflow, _models
+if str(TOOLS) not in sys.path:
+    sys.path.append(str(TOOLS))  # appended: a ComfyUI tree put first stays first
 
 
 def _host_finder():
-    """tests/host/_comfy.py (stdlib only), shared with the host conftest through sys.modules."""
+    """tools/_comfy.py (stdlib only), shared with the host conftest through sys.modules."""
     if "_comfy" in sys.modules:
         return sys.modules["_comfy"]
-    spec = importlib.util.spec_from_file_location("_comfy", REPO_ROOT / "tests" / "host" / "_comfy.py")
+    spec = importlib.util.spec_from_file_location("_comfy", TOOLS / "_comfy.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules["_comfy"] = module
     spec.loader.exec_module(module)

@@ -72,7 +72,7 @@ def sdxl_models(server) -> dict:
     import _models
 
     if not hasattr(_models, "sdxl_checkpoint"):
-        pytest.skip("tests/host/_models.py has no random SDXL checkpoint builder")
+        pytest.skip("tools/_models.py has no random SDXL checkpoint builder")
     folder = server.base_dir / "browser_sdxl"
     motion = _models.write_sdxl_motion_module(folder / "sdxl_beta.safetensors", "sdxl-beta")
     return {"ckpt": server.add_model("checkpoints", _models.sdxl_checkpoint(), "kinema-browser-sdxl.safetensors"),

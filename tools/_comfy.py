@@ -1,7 +1,7 @@
 """Find a ComfyUI tree and import it (and the pack, as package ``kinema``) into this process.
 
 Stdlib only at import time; ComfyUI and torch are imported lazily by :func:`import_comfy`.
-Run as a script to print the tree the host tier would use (``python tests/host/_comfy.py``), or with
+Run as a script to print the tree the host tier would use (``python tools/_comfy.py``), or with
 ``--all`` every tree scripts/run_tests.sh tests by default.
 """
 from __future__ import annotations
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 PACK_NAME = "kinema"
 DEFAULT_TREE = Path.home() / "comfy" / "ComfyUI"
 SECOND_TREE = Path.home() / "comfy" / "ComfyUI-0.8"  # the newer host this pack is also tested on

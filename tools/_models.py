@@ -37,7 +37,7 @@ import torch
 RECIPE_VERSION = 1  # bump when the init scheme or layout source changes
 CACHE_DIR = Path(os.environ.get("KINEMA_MODEL_CACHE", Path.home() / ".cache" / "kinema" / "models"))
 BUILD_TIMEOUT_S = 900
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 # SD1.5's UNet as in the original LDM v1-inference.yaml (ComfyUI converts it with model_detection.convert_config).
 SD15_UNET = {
