@@ -9,7 +9,7 @@
 # requirements.txt and the dev tools (pytest, diffusers, hypothesis, ruff). Rebuilt when any of those inputs change.
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
-tree="${1:-$("$here/scripts/find_comfy.sh" | head -n 1)}"
+tree="${1:-$("$here/scripts/find_comfy.sh" | awk 'NR == 1')}"  # awk reads all: no SIGPIPE under pipefail
 version="none"
 if [ -n "$tree" ]; then
   version="$(sed -n 's/^__version__ *= *["'\'']\([^"'\'']*\)["'\''].*/\1/p' "$tree/comfyui_version.py" 2>/dev/null | head -n 1)"
