@@ -65,17 +65,16 @@ def evolved_prompt(object_info: dict, seed: int) -> dict:
 def run(server: ComfyServer, prompt: dict) -> dict[str, object]:
     """Run ``prompt``; returns its saved latent tensor and, if it saved an animation, its frames."""
     import numpy as np
-    from PIL import Image, ImageSequence
     from safetensors.torch import load_file
+    from test_server_workflows import frames_of
 
     offset = len(server.log_text())
     entry = server.run(prompt, timeout=900)
     assert server.tracebacks(server.log_since(offset)) == []
     files = server.output_files(entry)
     out = {"latent": load_file(next(p for p in files if p.suffix == ".latent"))["latent_tensor"]}
-    for path in (p for p in files if p.suffix == ".webp"):
-        with Image.open(path) as im:
-            out["frames"] = np.stack([np.asarray(f.convert("RGB")) for f in ImageSequence.Iterator(im)])
+    for path in (p for p in files if p.suffix in (".webp", ".mp4")):
+        out["frames"] = np.stack(frames_of(path))
     return out
 
 
