@@ -147,7 +147,7 @@ def video_to_video(frames: int = 48, size: int = 512) -> Graph:
                    [("positive", "CONDITIONING"), ("negative", "CONDITIONING")], (760, 440))
     mm = g.node("KinemaLoadMotionModule", ["mm_sd_v15_v2.ckpt", False],
                 outputs=[("MOTION_MODULE", "KINEMA_MOTION_MODULE")], pos=(760, 760))
-    cx = g.node("KinemaContextScheduler", [16, 4, "looped_uniform", "pyramid", 1, False, False],
+    cx = g.node("KinemaContextScheduler", [16, 4, "looped_uniform", "pyramid", 1, False, False, False],
                 outputs=[("CONTEXT_OPTIONS", "KINEMA_CONTEXT_OPTIONS")], pos=(760, 900))
     sa = g.node("KinemaSampleAnimation",
                 [42, "fixed", 20, 7.5, "euler", "normal", 0.6, 1.0, "auto (motion module's)", "default"],

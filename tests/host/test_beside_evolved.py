@@ -41,6 +41,11 @@ def ours_prompt(object_info: dict) -> dict:
         "KinemaSampleAnimation": {"steps": STEPS}})
     sampler = next(i for i, n in prompt.items() if n["class_type"] == "KinemaSampleAnimation")
     prompt["900"] = {"class_type": "SaveLatent", "inputs": {"samples": [sampler, 0], "filename_prefix": "ours"}}
+    decoded = next(i for i, n in prompt.items() if n["class_type"] == "KinemaDecodeFrames")
+    # the example's mp4 is lossy and h264 need not encode equal frames to equal bytes: compare lossless frames
+    prompt["901"] = {"class_type": "SaveAnimatedWEBP", "inputs": {
+        "images": [decoded, 0], "filename_prefix": "ours", "fps": 8.0, "lossless": True, "quality": 100,
+        "method": "default"}}
     return prompt
 
 
@@ -73,7 +78,7 @@ def run(server: ComfyServer, prompt: dict) -> dict[str, object]:
     assert server.tracebacks(server.log_since(offset)) == []
     files = server.output_files(entry)
     out = {"latent": load_file(next(p for p in files if p.suffix == ".latent"))["latent_tensor"]}
-    for path in (p for p in files if p.suffix in (".webp", ".mp4")):
+    for path in (p for p in files if p.suffix == ".webp"):
         out["frames"] = np.stack(frames_of(path))
     return out
 
