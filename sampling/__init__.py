@@ -11,6 +11,7 @@ from .context import (
     windows,
 )
 from .frames import FrameCountError, check_frame_count
+from .keyframes import KeyframeIndexError, parse_keyframes
 from .freenoise import FreeNoiseError, freenoise, freenoise_sources
 from .seams import SeamMetricError, seam_metric
 
@@ -22,12 +23,14 @@ __all__ = [
     "FrameCountError",
     "FreeNoiseError",
     "FuseMethod",
+    "KeyframeIndexError",
     "SeamMetricError",
     "check_frame_count",
     "freenoise",
     "freenoise_sources",
     "fuse_weights",
     "ordered_halving",
+    "parse_keyframes",
     "seam_metric",
     "windows",
 ]
