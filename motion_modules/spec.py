@@ -49,6 +49,9 @@ VERSION_NAMES = {"v1": "AnimateDiff v1", "v2": "AnimateDiff v2", "v3": "AnimateD
 USAGE_NOTES = {
     "animatelcm": "sample with Model Sampling Discrete (lcm) on the model, sampler lcm, scheduler sgm_uniform, "
                   "4-8 steps, cfg 1-2",
+    # guoyww/AnimateDiff configs/prompts/3_sparsectrl/*.yaml load every v3 run with adapter_lora_scale 1.0.
+    "v3": "best used with the v3 domain adapter (v3_sd15_adapter.ckpt, in models/loras) through core's "
+          "Load LoRA (model only) at strength about 1.0, as the official v3 configs do",
     "v2": "v2-compatible: AnimateDiff-Lightning files share this layout (their step count is not in the file; "
           "they want euler, sgm_uniform, cfg 1 and the steps they were distilled for)",
 }

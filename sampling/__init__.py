@@ -11,8 +11,8 @@ from .context import (
     windows,
 )
 from .frames import FrameCountError, check_frame_count
-from .keyframes import KeyframeIndexError, parse_keyframes
 from .freenoise import FreeNoiseError, freenoise, freenoise_sources
+from .keyframes import KeyframeIndexError, parse_keyframes
 from .seams import SeamMetricError, seam_metric
 
 __all__ = [

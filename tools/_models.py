@@ -265,6 +265,53 @@ def sd15_controlnet(dtype: torch.dtype = torch.float16, *, seed: int = 0) -> Pat
 
 
 # ---------------------------------------------------------------------------------------------------------
+# AnimateDiff v3 domain adapter
+
+# v3_sd15_adapter.ckpt (guoyww/AnimateDiff): an image-model LoRA in diffusers' old attention-processor naming,
+# read by animatediff/utils/convert_lora_safetensor_to_diffusers.py load_diffusers_lora (W += scale * up @ down,
+# no alpha) and by CameraCtrl's tools/merge_lora2unet.py, which asserts a down/up pair for every to_q/to_k/to_v/
+# to_out.0 weight of the SD1.5 UNet. 16 transformer blocks x 2 attentions x 4 projections = 128 pairs; at rank
+# 128 in fp32 that is 102.0 MB = 97.3 MiB, the 97.4 MB the official README lists.
+SD15_ATTENTION_SEATS = (  # (diffusers transformer prefix, width as a multiple of model_channels)
+    *[(f"down_blocks.{i}.attentions.{j}", m) for i, m in enumerate((1, 2, 4)) for j in range(2)],
+    ("mid_block.attentions.0", 4),
+    *[(f"up_blocks.{i}.attentions.{j}", m) for i, m in zip((1, 2, 3), (4, 2, 1), strict=True) for j in range(3)],
+)
+
+
+def sd15_domain_adapter_layout(rank: int = 128, width: int = 320, context_dim: int = 768) -> dict[str, tuple[int, int]]:
+    """``{key: shape}`` of v3_sd15_adapter.ckpt: ``…attn{1,2}.processor.to_{q,k,v,out}_lora.{down,up}.weight``.
+
+    ``width``/``context_dim`` shrink it for a tiny UNet with SD1.5's block structure (names do not change).
+    """
+    layout = {}
+    for seat, mult in SD15_ATTENTION_SEATS:
+        c = width * mult
+        for attn in ("attn1", "attn2"):
+            kv_in = c if attn == "attn1" else context_dim  # attn2 keys/values read the text context
+            for proj, fan_in in (("to_q", c), ("to_k", kv_in), ("to_v", kv_in), ("to_out", c)):
+                stem = f"{seat}.transformer_blocks.0.{attn}.processor.{proj}_lora"
+                layout[f"{stem}.down.weight"] = (rank, fan_in)
+                layout[f"{stem}.up.weight"] = (c, rank)
+    return layout
+
+
+def sd15_domain_adapter(path: Path, rank: int = 128, *, width: int = 320, context_dim: int = 768,
+                        dtype: torch.dtype = torch.float32, seed: int = 0) -> Path:
+    """Write a random v3 domain adapter (a flat pickled state dict, like the official .ckpt) to ``path``.
+
+    down ~ N(0, 1/fan_in), up ~ N(0, 0.01/rank): the delta is about a tenth of a LeCun-normal weight.
+    """
+    sd = {}
+    for key, shape in sd15_domain_adapter_layout(rank, width, context_dim).items():
+        std = shape[1] ** -0.5 if key.endswith(".down.weight") else 0.1 * rank ** -0.5
+        sd[key] = _random_tensor(key, shape, dtype, seed, std)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    torch.save(sd, str(path))
+    return Path(path)
+
+
+# ---------------------------------------------------------------------------------------------------------
 # motion modules
 
 
