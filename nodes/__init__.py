@@ -1,4 +1,5 @@
 """V3 node classes; each execute() delegates to the glue."""
+from .colour import KeyframeColourMatch
 from .context import ContextScheduler
 from .decode import DecodeFrames
 from .lora import ApplyMotionLoRA
@@ -6,3 +7,4 @@ from .motion_module import ApplyMotionModule, LoadMotionModule
 from .sample import SampleAnimation
 
 NODES = [LoadMotionModule, ApplyMotionModule, ContextScheduler, SampleAnimation, ApplyMotionLoRA, DecodeFrames]
+NODES += [KeyframeColourMatch]
