@@ -49,9 +49,9 @@ def check_frames(frames: torch.Tensor, name: str = "images") -> None:
 
 
 def channel_stats(frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-frame, per-channel mean and std over all pixels: two (f, c) float64 tensors."""
-    flat = frames.double().flatten(1, 2)  # f h w c -> f (h w) c
-    return flat.mean(1), flat.std(1, unbiased=False)
+    """Per-frame, per-channel mean and std over all pixels: two (f, c) float64 tensors (computed in float32)."""
+    std, mean = torch.std_mean(frames.float().flatten(1, 2), dim=1, correction=0)  # f h w c -> f (h w) c -> f c
+    return mean.double(), std.double()
 
 
 def neighbours(key: int, keyframes: Sequence[int], frames: int, radius: int = NEIGHBOURS) -> list[int]:
@@ -79,16 +79,17 @@ def fade_weights(frames: int, keyframes: Sequence[int], fade: int) -> torch.Tens
     return torch.where(d <= fade, w, torch.zeros_like(w))
 
 
-def reference_stats(frames: torch.Tensor, keyframes: Sequence[int],
-                    references: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(k, c) target mean and std per keyframe: from ``references`` (1 or one per keyframe) or the keyframe frames."""
+def reference_stats(stats: tuple[torch.Tensor, torch.Tensor], keyframes: Sequence[int],
+                    references: torch.Tensor | None, channels: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(k, c) target mean and std per keyframe: from ``references`` (1 or one per keyframe), else the keyframe
+    frames' own ``stats``."""
     if references is None:
-        return tuple(s[list(keyframes)] for s in channel_stats(frames))
+        return tuple(s[list(keyframes)] for s in stats)
     check_frames(references, "reference")
     n = references.shape[0]
-    if n not in (1, len(keyframes)) or references.shape[-1] != frames.shape[-1]:
+    if n not in (1, len(keyframes)) or references.shape[-1] != channels:
         raise ColourMatchError(
-            f"reference: expected 1 or {len(keyframes)} images (one per keyframe) with {frames.shape[-1]} "
+            f"reference: expected 1 or {len(keyframes)} images (one per keyframe) with {channels} "
             f"channels, but got {n} with {references.shape[-1]}")
     mean, std = channel_stats(references)
     return mean.expand(len(keyframes), -1), std.expand(len(keyframes), -1)
@@ -100,14 +101,17 @@ def match_colour(frames: torch.Tensor, keyframes: Sequence[int], fade: int = 8, 
     check_frames(frames)
     if not 0.0 <= strength <= 1.0 or fade < 0:
         raise ColourMatchError(f"strength must be in [0, 1] and fade_frames >= 0, but got {strength} and {fade}")
-    ref_mean, ref_std = reference_stats(frames, keyframes, references)
+    mean, std = channel_stats(frames)
+    ref_mean, ref_std = reference_stats((mean, std), keyframes, references, frames.shape[-1])
     w = fade_weights(frames.shape[0], keyframes, fade)  # (f, k)
     total = w.sum(1, keepdim=True).clamp_min(1e-12)
     target_mean, target_std = (w @ ref_mean) / total, (w @ ref_std) / total  # (f, c)
     pull = strength * w.max(1).values  # (f,)
-    mean, std = channel_stats(frames)
     gain = (target_std / std.clamp_min(1e-6)).clamp(*GAIN_LIMITS)
-    x = frames.double()
-    matched = (x - mean[:, None, None]) * gain[:, None, None] + target_mean[:, None, None]  # (f, h, w, c)
-    out = (x + pull[:, None, None, None] * (matched - x)).clamp(0.0, 1.0).to(frames.dtype)
-    return torch.where((pull > 0)[:, None, None, None], out, frames)
+    # x + pull * ((x - mean) * gain + target_mean - x) as one affine map per frame and channel: x * scale + shift
+    p = pull[:, None]
+    scale, shift = (1 - p + p * gain).to(frames.dtype), (p * (target_mean - mean * gain)).to(frames.dtype)  # (f, c)
+    near = pull > 0  # only these frames change; the rest are copied bit for bit
+    out = frames.clone()
+    out[near] = (frames[near] * scale[near, None, None] + shift[near, None, None]).clamp(0.0, 1.0)
+    return out
