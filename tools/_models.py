@@ -297,17 +297,19 @@ def sd15_domain_adapter_layout(rank: int = 128, width: int = 320, context_dim: i
 
 
 def sd15_domain_adapter(path: Path, rank: int = 128, *, width: int = 320, context_dim: int = 768,
-                        dtype: torch.dtype = torch.float32, seed: int = 0) -> Path:
-    """Write a random v3 domain adapter (a flat pickled state dict, like the official .ckpt) to ``path``.
+                        dtype: torch.dtype = torch.float32, seed: int = 0, wrapped: bool = False) -> Path:
+    """Write a random v3 domain adapter (a pickled state dict, like the official .ckpt) to ``path``.
 
     down ~ N(0, 1/fan_in), up ~ N(0, 0.01/rank): the delta is about a tenth of a LeCun-normal weight.
+    ``wrapped`` nests it as ``{"state_dict": …, "animatediff_config": …}``, the training-save form the official
+    loader also accepts (which one the released file uses is not public).
     """
     sd = {}
     for key, shape in sd15_domain_adapter_layout(rank, width, context_dim).items():
         std = shape[1] ** -0.5 if key.endswith(".down.weight") else 0.1 * rank ** -0.5
         sd[key] = _random_tensor(key, shape, dtype, seed, std)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    torch.save(sd, str(path))
+    torch.save({"state_dict": sd, "animatediff_config": "adapter"} if wrapped else sd, str(path))
     return Path(path)
 
 

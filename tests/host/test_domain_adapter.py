@@ -42,11 +42,15 @@ def predict(patcher) -> torch.Tensor:
         patcher.unpatch_model()
 
 
-def test_every_adapter_key_is_applied(comfy_host, adapter, caplog):
+@pytest.mark.parametrize("wrapped", [False, True], ids=["flat", "state_dict-wrapped"])
+def test_every_adapter_key_is_applied(comfy_host, caplog, wrapped):
     """Load LoRA (model only) patches one UNet weight per down/up pair of the file and logs no unloaded key."""
+    name = NAME if not wrapped else "v3_sd15_adapter_wrapped.ckpt"
+    sd15_domain_adapter(comfy_host.models_dir / "loras" / name, RANK, width=TINY_WIDTH, context_dim=TINY_CONTEXT,
+                        wrapped=wrapped)
     model = tiny_sd15_patcher()
     with caplog.at_level(logging.WARNING):
-        patched = load(comfy_host, model, 1.0)
+        patched = comfy_host.nodes.LoraLoaderModelOnly().load_lora_model_only(model, name, 1.0)[0]
     assert "lora key not loaded" not in caplog.text
     pairs = len(sd15_domain_adapter_layout(RANK, TINY_WIDTH, TINY_CONTEXT)) // 2
     assert len(patched.patches) == pairs == 128
