@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import functools
 
+import _models
 import pytest
 import torch
 from test_vs_diffusers import _norm_per_frame
 
-import _models
 from motion_modules.sparsectrl_format import build_encoder, detect, to_official, validate
 
 diffusers = pytest.importorskip("diffusers")
