@@ -104,3 +104,22 @@ def test_keyframes_follow_the_context_windows(animated, scribble):
     change = _per_frame_change(one, other)
     assert change[30] > 1e-4
     assert change[30] > 2 * change[5]
+
+
+def test_chains_after_a_core_controlnet(animated, scribble):
+    """After core's Apply ControlNet, strength 0 keeps exactly the ControlNet's result and strength 1 adds to it."""
+    from _tiny import tiny_controlnet
+
+    import nodes
+
+    glue = _mod("comfy_glue.sparsectrl")
+    hint = scribbles(1, 5)
+    base = nodes.ControlNetApplyAdvanced().apply_controlnet(conditioning(0), conditioning(1), tiny_controlnet(seed=11),
+                                                            hint, 0.9, 0.0, 1.0)
+    noise = noise_for(FRAMES)
+    alone = run(animated, noise, base)
+    off = run(animated, noise, glue.apply_sparsectrl(*base, scribble, scribbles(1), "0", 0.0, 0.0, 1.0))
+    on_pos, on_neg = glue.apply_sparsectrl(*base, scribble, scribbles(1), "0", 1.0, 0.0, 1.0)
+    assert on_pos[0][1]["control"].previous_controlnet is base[0][0][1]["control"]
+    assert torch.equal(alone, off)
+    assert not torch.equal(alone, run(animated, noise, (on_pos, on_neg)))
