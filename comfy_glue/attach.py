@@ -25,7 +25,7 @@ from ..sampling.frames import check_frame_count
 from ..sampling.freenoise import freenoise
 from .attention import motion_attention
 from .lora import motion_step
-from .per_frame import check_controls
+from .per_frame import check_controls, prepare_controls
 from .schedule import BetaSchedule, motion_model_sampling
 from .unet import Placement, check_fits
 
@@ -228,6 +228,7 @@ def _outer_sample_wrapper(executor, *args, **kwargs):
     if attachment is not None:
         has_context = options.get("context_handler") is not None or attachment.views is not None
         check_frame_count(noise.shape[0], attachment.spec.pe_length, has_context, attachment.name)
+        prepare_controls(getattr(executor.class_obj, "conds", {}), noise.shape)
         check_controls(getattr(executor.class_obj, "conds", {}), noise.shape[0])
     return executor(*args, **kwargs)
 

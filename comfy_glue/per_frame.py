@@ -67,6 +67,16 @@ def check_controls(conds: dict, frames: int) -> None:
                             f"({frames}), but it holds {n}")
 
 
+def prepare_controls(conds: dict, shape) -> None:
+    """Let each control whose per-frame inputs depend on the clip (SparseCtrl keyframes) build them for ``shape``."""
+    for cond_list in conds.values():
+        for cond in cond_list or []:
+            for link in chain(cond.get("control")):
+                prepare = getattr(link, "prepare_frames", None)
+                if prepare is not None:
+                    prepare(shape)
+
+
 def window_control(control, index_list: Sequence[int], frames: int):
     """The control chain as the window sees it: a copy with sliced hints, or ``control`` if nothing is per-frame."""
     if not any(is_per_frame(v, frames) for link in chain(control) for _, v in _per_frame_inputs(link)):

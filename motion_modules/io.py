@@ -24,7 +24,7 @@ logger = logging.getLogger(__name__)
 
 DIFFUSERS_WEIGHT_NAMES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.fp16.safetensors",
                           "diffusion_pytorch_model.bin")
-WRAPPER_KEYS = ("state_dict", "module")  # train.py saves {"state_dict": …}; some repacks nest "module"
+WRAPPER_KEYS = ("state_dict", "module", "controlnet")  # train.py saves {"state_dict": …}; some repacks nest "module"; SparseCtrl may nest "controlnet"
 HTML_MARKERS = (b"<!doctype html", b"<html", b"<head", b"<body")
 LFS_MARKER = b"version https://git-lfs"
 MAX_SAFETENSORS_HEADER = 100_000_000  # the safetensors format's own header limit

@@ -200,15 +200,16 @@ class FeedForward(nn.Module):
 
 
 class TemporalTransformerBlock(nn.Module):
-    """[LayerNorm → temporal self-attention] × 2 → LayerNorm → GEGLU feed-forward, each residual."""
+    """[LayerNorm → temporal self-attention] × 2 (SparseCtrl: × 1) → LayerNorm → GEGLU feed-forward, each residual."""
 
-    def __init__(self, channels: int, heads: int, pe_length: int, operations=nn, dtype=None, device=None):
+    def __init__(self, channels: int, heads: int, pe_length: int, operations=nn, dtype=None, device=None,
+                 attentions: int = 2):
         super().__init__()
         kw = {"dtype": dtype, "device": device}
         self.attention_blocks = nn.ModuleList(
-            [TemporalAttention(channels, heads, pe_length, operations, **kw) for _ in range(2)]
+            [TemporalAttention(channels, heads, pe_length, operations, **kw) for _ in range(attentions)]
         )
-        self.norms = nn.ModuleList([operations.LayerNorm(channels, **kw) for _ in range(2)])
+        self.norms = nn.ModuleList([operations.LayerNorm(channels, **kw) for _ in range(attentions)])
         self.ff = FeedForward(channels, operations, **kw)
         self.ff_norm = operations.LayerNorm(channels, **kw)
 
@@ -250,14 +251,14 @@ class TemporalTransformer(nn.Module):
     """
 
     def __init__(self, channels: int, heads: int, pe_length: int, operations=nn, dtype=None, device=None,
-                 norm_across_frames: bool = False):
+                 norm_across_frames: bool = False, attentions: int = 2):
         super().__init__()
         kw = {"dtype": dtype, "device": device}
         self.norm_across_frames = norm_across_frames
         self.norm = operations.GroupNorm(NORM_GROUPS, channels, eps=NORM_EPS, affine=True, **kw)
         self.proj_in = operations.Linear(channels, channels, **kw)
         self.transformer_blocks = nn.ModuleList(
-            [TemporalTransformerBlock(channels, heads, pe_length, operations, **kw)]
+            [TemporalTransformerBlock(channels, heads, pe_length, operations, **kw, attentions=attentions)]
         )
         self.proj_out = operations.Linear(channels, channels, **kw)
 
@@ -281,10 +282,10 @@ class MotionModule(nn.Module):
     """One insertion point in the UNet; the ``temporal_transformer`` name matches the checkpoints."""
 
     def __init__(self, channels: int, heads: int, pe_length: int, operations=nn, dtype=None, device=None,
-                 norm_across_frames: bool = False):
+                 norm_across_frames: bool = False, attentions: int = 2):
         super().__init__()
         self.temporal_transformer = TemporalTransformer(channels, heads, pe_length, operations, dtype, device,
-                                                        norm_across_frames)
+                                                        norm_across_frames, attentions)
 
     def forward(self, x: Tensor, call: MotionCall) -> Tensor:
         return self.temporal_transformer(x, call)

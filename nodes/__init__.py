@@ -5,6 +5,7 @@ from .decode import DecodeFrames
 from .lora import ApplyMotionLoRA
 from .motion_module import ApplyMotionModule, LoadMotionModule
 from .sample import SampleAnimation
+from .sparsectrl import ApplySparseCtrl, LoadSparseCtrl
 
-NODES = [LoadMotionModule, ApplyMotionModule, ContextScheduler, SampleAnimation, ApplyMotionLoRA, DecodeFrames]
-NODES += [KeyframeColourMatch]
+NODES = [LoadMotionModule, ApplyMotionModule, ContextScheduler, SampleAnimation, ApplyMotionLoRA, DecodeFrames,
+         LoadSparseCtrl, ApplySparseCtrl, KeyframeColourMatch]

@@ -173,6 +173,54 @@ def video_to_video(frames: int = 48, size: int = 512) -> Graph:
     return g
 
 
+SPARSECTRL_FILES = {"rgb": "v3_sd15_sparsectrl_rgb.ckpt", "scribble": "v3_sd15_sparsectrl_scribble.ckpt"}
+
+
+def sparsectrl(kind: str, indices: str, images: list[str], frames: int = 16, size: int = 512) -> Graph:
+    """Load Image(s) → (Image Batch) → resize to the latent size (core ImageScale) → Apply SparseCtrl at ``indices``
+    with the v3 motion module → Sample Animation → Decode Frames → mp4."""
+    g = Graph()
+    ck = g.node("CheckpointLoaderSimple", ["v1-5-pruned-emaonly.safetensors"],
+                outputs=[("MODEL", "MODEL"), ("CLIP", "CLIP"), ("VAE", "VAE")], pos=(0, 0))
+    pos = g.node("CLIPTextEncode", [PROMPT], [("clip", "CLIP")], [("CONDITIONING", "CONDITIONING")], (380, 0))
+    neg = g.node("CLIPTextEncode", [NEGATIVE], [("clip", "CLIP")], [("CONDITIONING", "CONDITIONING")], (380, 220))
+    lat = g.node("EmptyLatentImage", [size, size, frames], outputs=[("LATENT", "LATENT")], pos=(380, 440))
+    loads = [g.node("LoadImage", [name, "image"], outputs=[("IMAGE", "IMAGE"), ("MASK", "MASK")],
+                    pos=(0, 300 + 360 * i), title=f"Keyframe {i + 1}") for i, name in enumerate(images)]
+    picture = loads[0]
+    for load in loads[1:]:  # one batch, in the order of the frame indices
+        batch = g.node("ImageBatch", [], [("image1", "IMAGE"), ("image2", "IMAGE")], [("IMAGE", "IMAGE")],
+                       (380, 620))
+        g.link(picture, 0, batch, "image1")
+        g.link(load, 0, batch, "image2")
+        picture = batch
+    scale = g.node("ImageScale", ["bilinear", size, size, "center"], [("image", "IMAGE")], [("IMAGE", "IMAGE")],
+                   (380, 760), title="Resize to the latent size")
+    sc = g.node("KinemaLoadSparseCtrl", [SPARSECTRL_FILES[kind]], outputs=[("SPARSE_CTRL", "KINEMA_SPARSECTRL")],
+                pos=(380, 920))
+    apply = g.node("KinemaApplySparseCtrl", [indices, 1.0, 0.0, 1.0],
+                   [("positive", "CONDITIONING"), ("negative", "CONDITIONING"), ("sparse_ctrl", "KINEMA_SPARSECTRL"),
+                    ("images", "IMAGE"), ("vae", "VAE")],
+                   [("positive", "CONDITIONING"), ("negative", "CONDITIONING")], (760, 440))
+    mm = g.node("KinemaLoadMotionModule", ["v3_sd15_mm.ckpt", False],
+                outputs=[("MOTION_MODULE", "KINEMA_MOTION_MODULE")], pos=(760, 760))
+    sa = g.node("KinemaSampleAnimation",
+                [42, "fixed", 20, 7.5, "euler", "normal", 1.0, 1.0, "auto (motion module's)", "default"],
+                [("model", "MODEL"), ("motion_module", "KINEMA_MOTION_MODULE"), ("positive", "CONDITIONING"),
+                 ("negative", "CONDITIONING"), ("latent_image", "LATENT")], [("LATENT", "LATENT")], (1140, 0))
+    dec = g.node("KinemaDecodeFrames", [4], [("samples", "LATENT"), ("vae", "VAE")], [("IMAGE", "IMAGE")],
+                 (1520, 0))
+    for src, slot, dst, name in [
+        (ck, 1, pos, "clip"), (ck, 1, neg, "clip"), (picture, 0, scale, "image"), (pos, 0, apply, "positive"),
+        (neg, 0, apply, "negative"), (sc, 0, apply, "sparse_ctrl"), (scale, 0, apply, "images"),
+        (ck, 2, apply, "vae"), (ck, 0, sa, "model"), (mm, 0, sa, "motion_module"), (apply, 0, sa, "positive"),
+        (apply, 1, sa, "negative"), (lat, 0, sa, "latent_image"), (sa, 0, dec, "samples"), (ck, 2, dec, "vae"),
+    ]:
+        g.link(src, slot, dst, name)
+    save_video(g, dec, (1520, 260))
+    return g
+
+
 def main() -> None:
     OUT.mkdir(exist_ok=True)
     base(16).save("text_to_video_16_frames")
@@ -184,6 +232,8 @@ def main() -> None:
     base(16, motion_file="AnimateLCM_sd15_t2v.ckpt", sampling=["lcm", False],
          sampler=[8, 1.5, "lcm", "sgm_uniform"]).save("animatelcm_8_steps")
     video_to_video().save("video_to_video_controlnet")
+    sparsectrl("rgb", "0", ["example.png"]).save("image_to_video_sparsectrl")
+    sparsectrl("scribble", "0,15", ["scribble_start.png", "scribble_end.png"]).save("sparsectrl_scribble_keyframes")
 
 
 if __name__ == "__main__":

@@ -528,3 +528,62 @@ if __name__ == "__main__":
     started = time.perf_counter()
     _build_sd15_main(sys.argv[2:])
     print(f"built in {time.perf_counter() - started:.1f}s", file=sys.stderr)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# SparseCtrl (AnimateDiff v3): v3_sd15_sparsectrl_rgb.ckpt / v3_sd15_sparsectrl_scribble.ckpt
+
+
+def _sparsectrl_module():
+    """``motion_modules.sparsectrl``, from the already imported pack (``kinema``) if any, else from the repo."""
+    pack = sys.modules.get("kinema.motion_modules.sparsectrl")
+    if pack is not None:
+        return pack
+    if str(REPO_ROOT) not in sys.path:
+        sys.path.append(str(REPO_ROOT))
+    import motion_modules.sparsectrl as module
+
+    return module
+
+
+def sparsectrl_state_dict(kind: str = "rgb", dtype: torch.dtype = torch.float16,
+                          widths: tuple[int, ...] = (320, 640, 1280, 1280), context_dim: int = 768, *,
+                          seed: int = 0) -> dict[str, torch.Tensor]:
+    """A random SparseCtrl state dict in the official key layout and shapes (RGB: simplified embedding on 4 latent
+    channels + mask; scribble: the hint stack on 3 pixel channels + mask), ``pos_encoder.pe`` tables stored.
+    Zero convs are random too, so the encoder's output is not zero."""
+    module = _sparsectrl_module()
+    hint = () if kind == "rgb" else (16, 32, 96, 256)
+    spec = module.SparseCtrlSpec(kind=kind, widths=tuple(widths), context_dim=context_dim,
+                                 cond_channels=4 if kind == "rgb" else 3, hint_widths=hint)
+    sinusoid = sys.modules[module.__name__.rsplit(".", 1)[0] + ".model"].sinusoid
+    with torch.device("meta"):
+        model = module.SparseCtrlEncoder(spec)
+    out = {}
+    for key, meta in model.state_dict().items():
+        if key.endswith("pos_encoder.pe"):  # (1, 32, channels)
+            out[key] = sinusoid(meta.shape[1], meta.shape[2]).to(dtype)
+        else:
+            std = 0.02 if ".motion_modules." in key else None
+            out[key] = _random_tensor(key, tuple(meta.shape), dtype, seed, std)
+    return out
+
+
+def write_sparsectrl(path: Path, kind: str = "rgb", dtype: torch.dtype = torch.float16, *, seed: int = 0) -> Path:
+    """Put a random full-size SparseCtrl (official ``v3_sd15_sparsectrl_{kind}.ckpt`` layout, a flat torch pickle
+    for .ckpt/.pt/.pth, else safetensors) at ``path``; cached by recipe; returns ``path``."""
+    path = Path(path)
+    suffix = ".ckpt" if path.suffix in {".ckpt", ".pt", ".pth"} else ".safetensors"
+    recipe = {"kind": "sparsectrl", "v": RECIPE_VERSION, "sparse": kind, "dtype": _dtype_name(dtype),
+              "seed": seed, "format": suffix}
+
+    def build(tmp: Path) -> None:
+        sd = sparsectrl_state_dict(kind, dtype, seed=seed)
+        if suffix == ".ckpt":
+            torch.save(sd, tmp)
+        else:
+            from safetensors.torch import save_file
+
+            save_file(sd, str(tmp))
+
+    return place(_cached(f"sparsectrl_{kind}", recipe, suffix, build), path)
