@@ -173,15 +173,19 @@ def video_to_video(frames: int = 48, size: int = 512) -> Graph:
     return g
 
 
+DOMAIN_ADAPTER = "v3_sd15_adapter.ckpt"
 SPARSECTRL_FILES = {"rgb": "v3_sd15_sparsectrl_rgb.ckpt", "scribble": "v3_sd15_sparsectrl_scribble.ckpt"}
 
 
 def sparsectrl(kind: str, indices: str, images: list[str], frames: int = 16, size: int = 512) -> Graph:
     """Load Image(s) → (Image Batch) → resize to the latent size (core ImageScale) → Apply SparseCtrl at ``indices``
-    with the v3 motion module → Sample Animation → Decode Frames → mp4."""
+    with the v3 motion module and the v3 domain adapter (core Load LoRA, model only) → Sample Animation → Decode
+    Frames → Keyframe Colour Match → mp4."""
     g = Graph()
     ck = g.node("CheckpointLoaderSimple", ["v1-5-pruned-emaonly.safetensors"],
                 outputs=[("MODEL", "MODEL"), ("CLIP", "CLIP"), ("VAE", "VAE")], pos=(0, 0))
+    adapter = g.node("LoraLoaderModelOnly", [DOMAIN_ADAPTER, 1.0], [("model", "MODEL")], [("MODEL", "MODEL")],
+                     (0, 160), title="v3 domain adapter")
     pos = g.node("CLIPTextEncode", [PROMPT], [("clip", "CLIP")], [("CONDITIONING", "CONDITIONING")], (380, 0))
     neg = g.node("CLIPTextEncode", [NEGATIVE], [("clip", "CLIP")], [("CONDITIONING", "CONDITIONING")], (380, 220))
     lat = g.node("EmptyLatentImage", [size, size, frames], outputs=[("LATENT", "LATENT")], pos=(380, 440))
@@ -213,11 +217,17 @@ def sparsectrl(kind: str, indices: str, images: list[str], frames: int = 16, siz
     for src, slot, dst, name in [
         (ck, 1, pos, "clip"), (ck, 1, neg, "clip"), (picture, 0, scale, "image"), (pos, 0, apply, "positive"),
         (neg, 0, apply, "negative"), (sc, 0, apply, "sparse_ctrl"), (scale, 0, apply, "images"),
-        (ck, 2, apply, "vae"), (ck, 0, sa, "model"), (mm, 0, sa, "motion_module"), (apply, 0, sa, "positive"),
-        (apply, 1, sa, "negative"), (lat, 0, sa, "latent_image"), (sa, 0, dec, "samples"), (ck, 2, dec, "vae"),
+        (ck, 2, apply, "vae"), (ck, 0, adapter, "model"), (adapter, 0, sa, "model"), (mm, 0, sa, "motion_module"),
+        (apply, 0, sa, "positive"), (apply, 1, sa, "negative"), (lat, 0, sa, "latent_image"), (sa, 0, dec, "samples"),
+        (ck, 2, dec, "vae"),
     ]:
         g.link(src, slot, dst, name)
-    save_video(g, dec, (1520, 260))
+    colour = g.node("KinemaKeyframeColourMatch", [indices, 8, 1.0], [("images", "IMAGE"), ("reference", "IMAGE")],
+                    [("IMAGE", "IMAGE")], (1520, 260))
+    g.link(dec, 0, colour, "images")
+    if kind == "rgb":  # an RGB keyframe is the picture itself: match the clip's colours to it
+        g.link(scale, 0, colour, "reference")
+    save_video(g, colour, (1520, 520))
     return g
 
 

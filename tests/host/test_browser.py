@@ -115,11 +115,16 @@ def run_in_browser(server, workflow_path: Path, widgets: dict, out_dir: Path) ->
     return json.loads(Path(job["result"]).read_text())
 
 
+SERVER_ONLY = {"video_to_video_controlnet": "test_video_to_video.py",
+               "image_to_video_sparsectrl": "test_sparsectrl_server.py",
+               "sparsectrl_scribble_keyframes": "test_sparsectrl_server.py"}
+
+
 def _params():
     for path in WORKFLOWS:
         marks = [pytest.mark.fullsize] if "sdxl" in path.stem else []
-        if "video_to_video" in path.stem:  # needs a source video and a ControlNet on the server
-            marks.append(pytest.mark.skip(reason="video-to-video runs on the server in test_video_to_video.py"))
+        if path.stem in SERVER_ONLY:  # needs inputs (video, images, extra model files) the browser run lacks
+            marks.append(pytest.mark.skip(reason=f"{path.stem} runs on the server in {SERVER_ONLY[path.stem]}"))
         yield pytest.param(path, id=path.stem, marks=marks)
 
 
