@@ -1,7 +1,8 @@
 """Keyframe colour drift uncorrected vs corrected by Keyframe Colour Match, on one fixed setup.
 
     python bench/bench_colour_drift.py                                  # tiny random run + injected keyframe shift
-    python bench/bench_colour_drift.py --source my_module:my_frames     # any frames, e.g. a SparseCtrl run
+    python bench/bench_colour_drift.py --source sparsectrl_run          # tiny random scribble SparseCtrl, 0 and 15
+    python bench/bench_colour_drift.py --source my_module:my_frames     # any frames, e.g. a full SparseCtrl run
 
 The frames come from ``--source MODULE:FUNCTION`` (MODULE importable with bench/ and tools/ on sys.path), a callable
 ``f(args) -> (frames, keyframes, references)``: ``frames`` an IMAGE batch (f, h, w, 3) in [0, 1], ``keyframes``
@@ -61,10 +62,55 @@ def tiny_run(args):
     return frames, "0,16", clean
 
 
+def sparsectrl_run(args):
+    """Frames of a fixed random tiny run with a random scribble SparseCtrl (official layout) on frames 0 and 15.
+
+    16 frames, 8x8 latents (64x64 scribbles: one red, one blue field), the tiny UNet and v2 module of ``tiny_run``,
+    6 euler steps, seed 0; latents to RGB as in ``tiny_run``. No colour is injected: whatever drift the keyframes
+    show comes from SparseCtrl. Scribbles are not colour references, so ``references`` is None."""
+    import _harness as h
+    import torch
+
+    host = h.start_host("cpu", args.comfy)
+    try:
+        import comfy.latent_formats
+        import comfy.model_patcher
+        import comfy.sample
+        from _models import sparsectrl_state_dict
+
+        fmt = sys.modules.get("kinema.motion_modules.sparsectrl_format") or importlib.import_module(
+            "kinema.motion_modules.sparsectrl_format")
+        glue = host.glue("sparsectrl")
+        base, motion, positive, negative = h.tiny_models(seed=0)
+        sd = sparsectrl_state_dict("scribble", torch.float32, (32, 64, 128, 128), 32, seed=7)
+        spec = fmt.detect(sd)
+        cpu = torch.device("cpu")
+        sparse = glue.LoadedSparseCtrl(comfy.model_patcher.ModelPatcher(fmt.build_encoder(spec, sd), cpu, cpu),
+                                       spec, "tiny_scribble.ckpt")
+        scribbles = torch.zeros(2, 64, 64, 3)
+        scribbles[0, ..., 0] = scribbles[1, ..., 2] = 1.0
+        model = host.glue("attach").attach(base, motion)
+        latent = torch.zeros(16, 4, 8, 8)
+        noise = comfy.sample.prepare_noise(latent, 0)
+        factors = torch.tensor(comfy.latent_formats.SD15().latent_rgb_factors)
+
+        def frames_for(pos, neg):
+            out = comfy.sample.sample(model, noise, 6, 4.0, "euler", "normal", pos, neg, latent,
+                                      disable_pbar=True, seed=0).float()
+            rgb = 0.5 * torch.einsum("fchw,cr->fhwr", out / out.std(), factors)
+            return ((rgb + 1) / 2).clamp(0, 1).repeat_interleave(4, 1).repeat_interleave(4, 2)
+
+        args.baseline, args.baseline_label = frames_for(positive, negative), "without SparseCtrl"
+        frames = frames_for(*glue.apply_sparsectrl(positive, negative, sparse, scribbles, "0,15", 1.0, 0.0, 1.0))
+    finally:
+        host.cleanup()
+    return frames, "0,15", None
+
+
 def load_source(spec: str):
-    """The callable named by ``MODULE:FUNCTION`` (the hook), or this file's ``tiny_run``."""
-    if spec == "tiny_run":
-        return tiny_run
+    """The callable named by ``MODULE:FUNCTION`` (the hook), or this file's ``tiny_run`` / ``sparsectrl_run``."""
+    if spec in ("tiny_run", "sparsectrl_run"):
+        return globals()[spec]
     module, _, name = spec.partition(":")
     sys.path.insert(0, str(ROOT / "tools"))
     return getattr(importlib.import_module(module), name)
@@ -87,7 +133,8 @@ def main() -> None:
 
     frames, key_text, references = load_source(args.source)(args)
     keys = parse_keyframes(key_text, frames.shape[0], "keyframes")
-    runs = {"before the injected shift": args.baseline} if getattr(args, "baseline", None) is not None else {}
+    label = getattr(args, "baseline_label", "before the injected shift")
+    runs = {label: args.baseline} if getattr(args, "baseline", None) is not None else {}
     runs |= {"uncorrected": frames, "toward keyframe frame": match_colour(frames, keys, args.fade, args.strength)}
     if references is not None:
         runs["toward reference image"] = match_colour(frames, keys, args.fade, args.strength, references)
