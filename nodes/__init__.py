@@ -1,8 +1,10 @@
 """V3 node classes; each execute() delegates to the glue."""
 from .context import ContextScheduler
 from .decode import DecodeFrames
+from .freeinit import FreeInit
 from .lora import ApplyMotionLoRA
 from .motion_module import ApplyMotionModule, LoadMotionModule
 from .sample import SampleAnimation
 
 NODES = [LoadMotionModule, ApplyMotionModule, ContextScheduler, SampleAnimation, ApplyMotionLoRA, DecodeFrames]
+NODES.append(FreeInit)

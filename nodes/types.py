@@ -3,3 +3,4 @@ from comfy_api.latest import io
 
 MotionModule = io.Custom("KINEMA_MOTION_MODULE")
 ContextOptions = io.Custom("KINEMA_CONTEXT_OPTIONS")
+FreeInit = io.Custom("KINEMA_FREE_INIT")

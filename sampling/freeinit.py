@@ -5,8 +5,11 @@ that re-noised latent (3-D FFT over frames, height and width) and takes the high
 fresh noise. The filters are spectra in ``fftshift`` layout (zero frequency at index ``n // 2``) with
 the normalised distance of the official implementation and of diffusers' ``FreeInitMixin``,
 including their quirks: the ideal filter compares the *squared* distance with ``2 * d_s``, and the
-centre sits at ``2 i / n - 1 = 0`` (half a bin off for odd sizes). The box filter keeps a central
-block of half-widths ``round(n // 2 * d)`` per axis (the original reuses the height's for the width).
+centre sits at ``2 i / n - 1 = 0`` (half a bin off for odd sizes). The box filter (not in diffusers) keeps
+the bins within ``round(n // 2 * d)`` of the centre on each axis, on both sides: the official one keeps
+``[c - k, c + k)``, one bin more on the negative side, and reuses the height's ``k`` for the width. A filter
+that is symmetric in frequency (every filter here at even sizes, the box at all) makes the real mix exact:
+its spectrum is ``lpf`` times the low source's plus ``1 - lpf`` times the high source's, bin for bin.
 """
 
 from __future__ import annotations
@@ -60,10 +63,11 @@ def _squared_distance(shape: tuple[int, int, int], d_s: float, d_t: float) -> Te
 
 
 def _box(shape: tuple[int, int, int], d_s: float, d_t: float) -> Tensor:
-    """1 inside the central block of half-widths round(n // 2 * d) per axis, else 0."""
+    """1 within round(n // 2 * d) bins of the centre on every axis (both signs), else 0."""
     mask = torch.zeros(shape, dtype=torch.float64)
-    t, h, w = ((n // 2, round(n // 2 * d)) for n, d in zip(shape, (d_t, d_s, d_s), strict=True))
-    mask[t[0] - t[1]:t[0] + t[1], h[0] - h[1]:h[0] + h[1], w[0] - w[1]:w[0] + w[1]] = 1.0
+    t, h, w = (slice(max(n // 2 - k, 0), n // 2 + k + 1)
+               for n, k in ((n, round(n // 2 * d)) for n, d in zip(shape, (d_t, d_s, d_s), strict=True)))
+    mask[t, h, w] = 1.0
     return mask
 
 
