@@ -173,6 +173,17 @@ def video_to_video(frames: int = 48, size: int = 512) -> Graph:
     return g
 
 
+def freeinit(frames: int = 16) -> Graph:
+    """Text-to-video with FreeInit (2 iterations, butterworth 0.25/0.25, order 4) linked into Sample Animation."""
+    g = base(frames)
+    sa = next(n["id"] for n in g.nodes if n["type"] == "KinemaSampleAnimation")
+    g.nodes[sa - 1]["inputs"].append({"name": "free_init", "type": "KINEMA_FREE_INIT", "link": None})
+    fi = g.node("KinemaFreeInit", [2, "butterworth", 0.25, 0.25, 4, False],
+                outputs=[("FREE_INIT", "KINEMA_FREE_INIT")], pos=(380, 620))
+    g.link(fi, 0, sa, "free_init")
+    return g
+
+
 def main() -> None:
     OUT.mkdir(exist_ok=True)
     base(16).save("text_to_video_16_frames")
@@ -184,6 +195,7 @@ def main() -> None:
     base(16, motion_file="AnimateLCM_sd15_t2v.ckpt", sampling=["lcm", False],
          sampler=[8, 1.5, "lcm", "sgm_uniform"]).save("animatelcm_8_steps")
     video_to_video().save("video_to_video_controlnet")
+    freeinit().save("freeinit_16_frames")
 
 
 if __name__ == "__main__":
