@@ -24,6 +24,7 @@ from ..sampling.context import ContextOptions, fuse_weights, windows
 from ..sampling.frames import check_frame_count
 from ..sampling.freenoise import freenoise
 from .attention import motion_attention
+from .freeinit import KEY as FREEINIT_KEY
 from .lora import motion_step
 from .per_frame import check_controls, prepare_controls
 from .schedule import BetaSchedule, motion_model_sampling
@@ -239,6 +240,7 @@ def _drop_previous(model) -> None:
     for kind in (pe.WrappersMP.DIFFUSION_MODEL, pe.WrappersMP.OUTER_SAMPLE, pe.WrappersMP.APPLY_MODEL,
                  pe.WrappersMP.SAMPLER_SAMPLE):
         model.remove_wrappers_with_key(kind, KEY)
+    model.remove_wrappers_with_key(pe.WrappersMP.SAMPLER_SAMPLE, FREEINIT_KEY)
     for kind in (pe.CallbacksMP.ON_PRE_RUN, pe.CallbacksMP.ON_CLEANUP):
         model.remove_callbacks_with_key(kind, KEY)
     patches = model.model_options.get("transformer_options", {}).get("patches", {})

@@ -10,6 +10,7 @@ import latent_preview
 from ..sampling.frames import check_frame_count
 from ..sampling.freenoise import FreeNoiseError
 from .attach import attach
+from .freeinit import with_freeinit
 
 FREENOISE_NEEDS_CONTEXT = ("noise_type FreeNoise needs context_options from a Context Scheduler (it shuffles the "
                            "noise to the context windows), but no context_options is connected")
@@ -18,7 +19,7 @@ FREENOISE_NEEDS_CONTEXT = ("noise_type FreeNoise needs context_options from a Co
 def sample_animation(model, motion, positive, negative, latent: dict, seed: int, steps: int, cfg: float,
                      sampler_name: str, scheduler: str, denoise: float = 1.0, context=None,
                      beta_schedule: str = "auto (motion module's)", motion_scale: float = 1.0,
-                     use_freenoise: bool = False) -> dict:
+                     use_freenoise: bool = False, free_init=None) -> dict:
     """Attach ``motion`` to a clone of ``model`` and denoise the latent's frames together."""
     if use_freenoise and context is None:
         raise FreeNoiseError(FREENOISE_NEEDS_CONTEXT)
@@ -29,6 +30,8 @@ def sample_animation(model, motion, positive, negative, latent: dict, seed: int,
         from .context import apply_context  # context windows are optional glue
         animated = apply_context(animated, replace(context, freenoise=context.freenoise or use_freenoise),
                                  motion.spec)
+    if free_init is not None:  # last, so FreeInit runs inside FreeNoise's wrapper (on the shuffled noise)
+        animated = with_freeinit(animated, free_init)
     samples = comfy.sample.fix_empty_latent_channels(animated, samples)
     noise = comfy.sample.prepare_noise(samples, seed, latent.get("batch_index"))
     callback = latent_preview.prepare_callback(animated, steps)

@@ -2,10 +2,11 @@
 from .colour import KeyframeColourMatch
 from .context import ContextScheduler
 from .decode import DecodeFrames
+from .freeinit import FreeInit
 from .lora import ApplyMotionLoRA
 from .motion_module import ApplyMotionModule, LoadMotionModule
 from .sample import SampleAnimation
 from .sparsectrl import ApplySparseCtrl, LoadSparseCtrl
 
 NODES = [LoadMotionModule, ApplyMotionModule, ContextScheduler, SampleAnimation, ApplyMotionLoRA, DecodeFrames,
-         LoadSparseCtrl, ApplySparseCtrl, KeyframeColourMatch]
+         LoadSparseCtrl, ApplySparseCtrl, KeyframeColourMatch, FreeInit]

@@ -5,9 +5,10 @@ import folder_paths
 from comfy_api.latest import io, ui
 
 from ..comfy_glue.attach import attach
+from ..comfy_glue.freeinit import with_freeinit
 from ..comfy_glue.loading import MODELS_FOLDER, load_by_name
 from ..comfy_glue.schedule import BetaSchedule
-from .types import ContextOptions, MotionModule
+from .types import ContextOptions, FreeInit, MotionModule
 
 CATEGORY = "animatediff"
 
@@ -63,15 +64,20 @@ class ApplyMotionModule(io.ComfyNode):
                 ContextOptions.Input("context_options", optional=True,
                                      tooltip="From Context Scheduler: sample clips longer than the "
                                              "module's limit in overlapping windows."),
+                FreeInit.Input("free_init", optional=True,
+                               tooltip="From FreeInit: every sampler node that runs this model samples several "
+                                       "times, re-initialising the noise's low frequencies each time."),
             ],
             outputs=[io.Model.Output(display_name="MODEL")],
         )
 
     @classmethod
     def execute(cls, model, motion_module, motion_scale: float, beta_schedule: str,
-                context_options=None) -> io.NodeOutput:
+                context_options=None, free_init=None) -> io.NodeOutput:
         animated = attach(model, motion_module, scale=motion_scale, beta_schedule=beta_schedule)
         if context_options is not None:
             from ..comfy_glue.context import apply_context
             animated = apply_context(animated, context_options, motion_module.spec)
+        if free_init is not None:  # last: FreeInit runs inside FreeNoise's wrapper, on the shuffled noise
+            animated = with_freeinit(animated, free_init)
         return io.NodeOutput(animated)

@@ -6,7 +6,7 @@ from comfy_api.latest import io
 
 from ..comfy_glue.sample import FREENOISE_NEEDS_CONTEXT, sample_animation
 from .motion_module import CATEGORY, beta_schedule_input
-from .types import ContextOptions, MotionModule
+from .types import ContextOptions, FreeInit, MotionModule
 
 NOISE_TYPES = {"default": False, "FreeNoise": True}
 UNLINKED = object()  # validate_inputs: ComfyUI passes a linked input's value as None and omits an unlinked one
@@ -49,6 +49,9 @@ class SampleAnimation(io.ComfyNode):
                 ContextOptions.Input("context_options", optional=True,
                                      tooltip="From Context Scheduler: needed for more frames than the "
                                              "motion module sees at once."),
+                FreeInit.Input("free_init", optional=True,
+                               tooltip="From FreeInit: sample several times, re-initialising the noise's low "
+                                       "frequencies from the previous result (more consistent clips)."),
             ],
             outputs=[io.Latent.Output(display_name="LATENT")],
         )
@@ -64,9 +67,9 @@ class SampleAnimation(io.ComfyNode):
     @classmethod
     def execute(cls, model, motion_module, positive, negative, latent_image, seed: int, steps: int,
                 cfg: float, sampler_name: str, scheduler: str, denoise: float, motion_scale: float,
-                beta_schedule: str, noise_type: str, context_options=None) -> io.NodeOutput:
+                beta_schedule: str, noise_type: str, context_options=None, free_init=None) -> io.NodeOutput:
         out = sample_animation(model, motion_module, positive, negative, latent_image, seed, steps, cfg,
                                sampler_name, scheduler, denoise, context=context_options,
                                beta_schedule=beta_schedule, motion_scale=motion_scale,
-                               use_freenoise=NOISE_TYPES[noise_type])
+                               use_freenoise=NOISE_TYPES[noise_type], free_init=free_init)
         return io.NodeOutput(out)

@@ -4,3 +4,4 @@ from comfy_api.latest import io
 MotionModule = io.Custom("KINEMA_MOTION_MODULE")
 ContextOptions = io.Custom("KINEMA_CONTEXT_OPTIONS")
 SparseCtrl = io.Custom("KINEMA_SPARSECTRL")
+FreeInit = io.Custom("KINEMA_FREE_INIT")

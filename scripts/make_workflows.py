@@ -231,6 +231,17 @@ def sparsectrl(kind: str, indices: str, images: list[str], frames: int = 16, siz
     return g
 
 
+def freeinit(frames: int = 16) -> Graph:
+    """Text-to-video with FreeInit (2 iterations, butterworth 0.25/0.25, order 4) linked into Sample Animation."""
+    g = base(frames)
+    sa = next(n["id"] for n in g.nodes if n["type"] == "KinemaSampleAnimation")
+    g.nodes[sa - 1]["inputs"].append({"name": "free_init", "type": "KINEMA_FREE_INIT", "link": None})
+    fi = g.node("KinemaFreeInit", [2, "butterworth", 0.25, 0.25, 4, False],
+                outputs=[("FREE_INIT", "KINEMA_FREE_INIT")], pos=(380, 620))
+    g.link(fi, 0, sa, "free_init")
+    return g
+
+
 def main() -> None:
     OUT.mkdir(exist_ok=True)
     base(16).save("text_to_video_16_frames")
@@ -244,6 +255,7 @@ def main() -> None:
     video_to_video().save("video_to_video_controlnet")
     sparsectrl("rgb", "0", ["example.png"]).save("image_to_video_sparsectrl")
     sparsectrl("scribble", "0,15", ["scribble_start.png", "scribble_end.png"]).save("sparsectrl_scribble_keyframes")
+    freeinit().save("freeinit_16_frames")
 
 
 if __name__ == "__main__":
