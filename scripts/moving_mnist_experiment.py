@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT / "tools"))
 import torch  # noqa: E402
 
 log = logging.getLogger("moving_mnist")
-QUICK = {"size": 16, "digit": 8, "frames": 8, "image_steps": 40, "image_batch": 16, "motion_steps": 6,
+QUICK = {"size": 16, "digit": 8, "frames": 8, "image_steps": 20, "image_batch": 16, "motion_steps": 6,
          "motion_clips": 1, "eval_seeds": 2, "sample_steps": 4}
 REAL_SEED_BASE = 2**40  # held-out real clips; training draws seeds below 2**31
 
@@ -38,19 +38,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="tiny sizes and a few steps: a 1-2 minute smoke run")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--width", type=int, default=32, help="UNet model_channels (a multiple of 32)")
-    p.add_argument("--size", type=int, default=32, help="frame side in pixels")
-    p.add_argument("--digit", type=int, default=14, help="digit height in pixels")
+    p.add_argument("--size", type=int, default=16, help="frame side in pixels")
+    p.add_argument("--digit", type=int, default=10, help="digit height in pixels")
     p.add_argument("--frames", type=int, default=16)
     p.add_argument("--digits", type=int, default=1, help="digits per clip (1 or 2)")
-    p.add_argument("--image-steps", type=int, default=1500)
-    p.add_argument("--image-batch", type=int, default=32)
+    p.add_argument("--max-speed", type=int, default=1, help="most pixels per frame along each axis")
+    p.add_argument("--image-steps", type=int, default=600)
+    p.add_argument("--image-batch", type=int, default=64)
     p.add_argument("--image-lr", type=float, default=1e-3)
-    p.add_argument("--motion-steps", type=int, default=400)
-    p.add_argument("--motion-clips", type=int, default=2, help="clips per motion-module training step")
-    p.add_argument("--motion-lr", type=float, default=5e-4)
+    p.add_argument("--motion-steps", type=int, default=300)
+    p.add_argument("--motion-clips", type=int, default=4, help="clips per motion-module training step")
+    p.add_argument("--motion-lr", type=float, default=1e-3)
     p.add_argument("--eval-seeds", type=int, default=8)
     p.add_argument("--sample-steps", type=int, default=25)
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (0: torch's default; 1 suits a shared CPU)")
     p.add_argument("--reuse-image-model", action="store_true", help="load out/image_model.safetensors if present")
     args = p.parse_args(argv)
     if args.quick:
@@ -130,7 +131,7 @@ def run(args: argparse.Namespace) -> dict:
     from kinema.comfy_glue.loading import load_from_path
     from kinema.train import measures, models, moving_digits
 
-    cfg = moving_digits.DigitsConfig(args.size, args.digit, args.frames, args.digits)
+    cfg = moving_digits.DigitsConfig(args.size, args.digit, args.frames, args.digits, args.max_speed)
     timings, start = {}, time.time()
     patcher, image_losses = image_model(kinema, args, cfg, out)
     timings["image model"] = time.time() - start

@@ -15,7 +15,6 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 GLYPH_DRAW_SIZE = 48  # the font size glyphs are drawn at before scaling down
-SPEEDS = (-2, -1, 1, 2)  # pixels per frame, per axis
 
 
 @dataclass(frozen=True)
@@ -26,6 +25,11 @@ class DigitsConfig:
     digit: int = 14
     frames: int = 16
     digits: int = 1
+    max_speed: int = 2  # pixels per frame along each axis: a random non-zero integer in ±[1, max_speed]
+
+    def speeds(self) -> tuple[int, ...]:
+        """The velocities one axis can take."""
+        return tuple(v for v in range(-self.max_speed, self.max_speed + 1) if v)
 
 
 @functools.lru_cache(maxsize=8)
@@ -68,7 +72,7 @@ def clip(seed: int, cfg: DigitsConfig = DigitsConfig()) -> tuple[torch.Tensor, l
         h, w = table[c].shape
         limits = (cfg.size - h, cfg.size - w)
         pos = [int(rng.integers(0, lim + 1)) for lim in limits]
-        vel = [int(rng.choice(SPEEDS)) for _ in limits]
+        vel = [int(rng.choice(cfg.speeds())) for _ in limits]
         movers.append((table[c], limits, pos, vel))
     frames = np.zeros((cfg.frames, cfg.size, cfg.size), dtype=np.float32)
     for f in range(cfg.frames):
