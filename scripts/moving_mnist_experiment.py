@@ -94,9 +94,8 @@ def write_gif(path: Path, clips: list[torch.Tensor], scale: int = 3, ms: int = 1
 
 def image_model(kinema, args, cfg, out: Path):
     """The frozen image model: trained now, or read back from an earlier run with ``--reuse-image-model``."""
-    from safetensors.torch import load_file, save_file
-
     from kinema.train import models, moving_digits
+    from safetensors.torch import load_file, save_file
 
     device = torch.device(args.device)
     patcher = models.image_model(args.width, args.seed, device)

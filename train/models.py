@@ -75,7 +75,7 @@ def _init_weights(unet: nn.Module, seed: int) -> None:
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
     zeroed = [unet.out[-1]]
-    for name, m in unet.named_modules():
+    for m in unet.modules():
         if type(m).__name__ == "ResBlock":
             zeroed.append(m.out_layers[-1])
         elif type(m).__name__ == "SpatialTransformer":
@@ -189,8 +189,6 @@ def train_motion_module(patcher, motion: LoadedMotionModule, clips_fn: Callable[
     unet.eval().requires_grad_(False)
     model = motion.patcher.model
     model.train().requires_grad_(True)
-    for name, buf in model.named_buffers():
-        buf.requires_grad_(False)
     animated = attach(patcher, motion)
     abar, gen = alphas_cumprod(animated), torch.Generator().manual_seed(seed)
     device = next(unet.parameters()).device
