@@ -4,5 +4,6 @@ from .decode import DecodeFrames
 from .lora import ApplyMotionLoRA
 from .motion_module import ApplyMotionModule, LoadMotionModule
 from .sample import SampleAnimation
+from .train import TrainMotionLoRA
 
-NODES = [LoadMotionModule, ApplyMotionModule, ContextScheduler, SampleAnimation, ApplyMotionLoRA, DecodeFrames]
+NODES = [LoadMotionModule, ApplyMotionModule, ContextScheduler, SampleAnimation, ApplyMotionLoRA, DecodeFrames, TrainMotionLoRA]
