@@ -181,7 +181,7 @@ class _TrainLoop(comfy.samplers.Sampler):
             for _ in range(s.noise_levels):
                 loss = self._clip_loss(model_wrap, model_sampling, extra_args, x0, g, autocast, dtype)
                 scaler.scale(loss / s.noise_levels).backward()
-                total += float(loss) / s.noise_levels
+                total += float(loss.detach()) / s.noise_levels
             scaler.step(optimizer)
             scaler.update()
             self.losses.append(total)
