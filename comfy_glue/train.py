@@ -61,12 +61,13 @@ class TrainSettings:
 
 @dataclass(frozen=True)
 class TrainResult:
-    """The trained module (LoRA applied at strength 1), the loss per step and the saved file's name."""
+    """The trained module (LoRA applied at strength 1), the loss per step, the saved file and the factors."""
 
     motion: LoadedMotionModule
     losses: list
     lora_name: str
     path: str
+    factors: LoRAFactors
 
 
 def loss_weight(model_sampling, sigma: Tensor) -> Tensor:
@@ -247,4 +248,4 @@ def train_motion_lora(model, motion: LoadedMotionModule, positive, x0: Tensor, s
     path, name = lora_path(prefix)
     save_file(factors.official_state_dict(), path, metadata={"kinema_steps": str(s.steps), "rank": str(s.rank)})
     log.info("Train MotionLoRA: %d steps, loss %.4g -> %.4g, saved %s", s.steps, losses[0], losses[-1], path)
-    return TrainResult(apply_motion_lora(motion, path, name, 1.0), losses, name, path)
+    return TrainResult(apply_motion_lora(motion, path, name, 1.0), losses, name, path, factors)

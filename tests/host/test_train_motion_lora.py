@@ -109,7 +109,8 @@ def test_inputs_unchanged_after_training(trained):
 
 def test_saved_file_is_official_and_round_trips_through_apply_motion_lora(trained):
     """The file has official keys for q, k, v, out of every temporal attention, and Apply MotionLoRA (by name, from
-    models/animatediff_motion_lora) patches exactly the weights the returned module carries: W + up @ down."""
+    models/animatediff_motion_lora) patches exactly the weights the returned module carries: W + up @ down, with
+    up @ down exactly the ΔW training used."""
     import comfy.utils
 
     result, motion = trained["result"], trained["motion"]
@@ -125,8 +126,10 @@ def test_saved_file_is_official_and_round_trips_through_apply_motion_lora(traine
     assert ours.keys() == theirs.keys()
     diff = {k: float((ours[k] - theirs[k]).abs().max()) for k in ours if not torch.equal(ours[k], theirs[k])}
     assert not diff, (len(diff), list(diff.items())[:3], {k: float((ours[k] - base[k]).abs().max()) for k in list(diff)[:3]})
+    trained_deltas = {k: result.factors.delta(i) for i, k in enumerate(result.factors.keys)}
     for internal_prefix, internal in plan.key_map.items():
         delta = sd[f"{internal_prefix}_lora.up.weight"] @ sd[f"{internal_prefix}_lora.down.weight"]
+        assert torch.equal(delta, trained_deltas[internal])
         torch.testing.assert_close(ours[internal], base[internal] + delta, rtol=0, atol=1e-6)
     assert any((ours[k] - base[k]).abs().max() > 1e-4 for k in plan.key_map.values())
 
