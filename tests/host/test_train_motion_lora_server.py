@@ -25,7 +25,7 @@ def train_models(comfy_server, tmp_path_factory) -> dict:
 
 
 def test_train_motion_lora_example_trains_saves_and_samples(comfy_server, server_sd15, train_models):
-    """64x64, 4 frames, 1 training step, 2 sampling steps: a playable 4-frame video, a loss graph, and a
+    """64x64, 4 frames, 2 training steps (core's Loss Graph needs 2 values), 2 sampling steps: a playable 4-frame video, a loss graph, and a
     MotionLoRA in models/animatediff_motion_lora that the server then lists for Apply MotionLoRA."""
     overrides = {
         "CheckpointLoaderSimple": {"ckpt_name": server_sd15},
@@ -34,7 +34,7 @@ def test_train_motion_lora_example_trains_saves_and_samples(comfy_server, server
         "ImageScale": {"width": 64, "height": 64},
         "ImageFromBatch": {"length": FRAMES},
         "EmptyLatentImage": {"width": 64, "height": 64, "batch_size": FRAMES},
-        "KinemaTrainMotionLoRA": {"steps": 1, "rank": 4, "gradient_checkpointing": False,
+        "KinemaTrainMotionLoRA": {"steps": 2, "rank": 4, "gradient_checkpointing": False,
                                   "filename_prefix": "server/trained"},
         "KinemaSampleAnimation": {"steps": 2},
     }
@@ -45,8 +45,9 @@ def test_train_motion_lora_example_trains_saves_and_samples(comfy_server, server
     assert comfy_server.tracebacks(comfy_server.log_since(offset)) == []
     video = saved_video(comfy_server, entry)
     assert len(frames_of(video)) == FRAMES and video_fps(video) == graph_fps(workflow)
-    assert "Train MotionLoRA: 1 steps" in comfy_server.log_since(offset)
+    assert "Train MotionLoRA: 2 steps" in comfy_server.log_since(offset)
     saved = list((comfy_server.models_dir / "animatediff_motion_lora" / "server").glob("trained_*.safetensors"))
     assert len(saved) == 1, saved
-    listed = comfy_server.object_info(refresh=True)["KinemaApplyMotionLoRA"]["input"]["required"]["lora_name"][0]
+    spec = comfy_server.object_info(refresh=True)["KinemaApplyMotionLoRA"]["input"]["required"]["lora_name"]
+    listed = spec[0] if isinstance(spec[0], list) else spec[1]["options"]  # 0.3.64 V3: ["COMBO", {"options": …}]
     assert f"server/{saved[0].name}" in listed
