@@ -7,6 +7,7 @@ from .lora import ApplyMotionLoRA
 from .motion_module import ApplyMotionModule, LoadMotionModule
 from .sample import SampleAnimation
 from .sparsectrl import ApplySparseCtrl, LoadSparseCtrl
+from .train import TrainMotionLoRA
 
 NODES = [LoadMotionModule, ApplyMotionModule, ContextScheduler, SampleAnimation, ApplyMotionLoRA, DecodeFrames,
-         LoadSparseCtrl, ApplySparseCtrl, KeyframeColourMatch, FreeInit]
+         LoadSparseCtrl, ApplySparseCtrl, KeyframeColourMatch, FreeInit, TrainMotionLoRA]

@@ -242,6 +242,51 @@ def freeinit(frames: int = 16) -> Graph:
     return g
 
 
+TRAIN_PROMPT = "a city street, the camera panning right, photo"
+
+
+def train_motion_lora(frames: int = 16, size: int = 512) -> Graph:
+    """Video in → frames → Train MotionLoRA (images + VAE) → Sample Animation with the trained module → video out,
+    and the loss per step → core's Plot Loss Graph."""
+    g = Graph()
+    ck = g.node("CheckpointLoaderSimple", ["v1-5-pruned-emaonly.safetensors"],
+                outputs=[("MODEL", "MODEL"), ("CLIP", "CLIP"), ("VAE", "VAE")], pos=(0, 0))
+    pos = g.node("CLIPTextEncode", [TRAIN_PROMPT], [("clip", "CLIP")], [("CONDITIONING", "CONDITIONING")], (380, 0))
+    neg = g.node("CLIPTextEncode", [NEGATIVE], [("clip", "CLIP")], [("CONDITIONING", "CONDITIONING")], (380, 220))
+    load = g.node("LoadVideo", ["source.mp4", "image"], outputs=[("VIDEO", "VIDEO")], pos=(0, 440))
+    parts = g.node("GetVideoComponents", [], [("video", "VIDEO")],
+                   [("images", "IMAGE"), ("audio", "AUDIO"), ("fps", "FLOAT")], (0, 760))
+    cut = g.node("ImageFromBatch", [0, frames], [("image", "IMAGE")], [("IMAGE", "IMAGE")], (0, 900),
+                 title="First frames")
+    scale = g.node("ImageScale", ["bilinear", size, size, "center"], [("image", "IMAGE")], [("IMAGE", "IMAGE")],
+                   (0, 1080))
+    mm = g.node("KinemaLoadMotionModule", ["mm_sd_v15_v2.ckpt", False],
+                outputs=[("MOTION_MODULE", "KINEMA_MOTION_MODULE")], pos=(380, 440))
+    train = g.node("KinemaTrainMotionLoRA",
+                   [8, 300, 1e-4, 1, 42, "fixed", True, "auto (motion module's)", "kinema_motion_lora"],
+                   [("model", "MODEL"), ("motion_module", "KINEMA_MOTION_MODULE"), ("positive", "CONDITIONING"),
+                    ("images", "IMAGE"), ("vae", "VAE")],
+                   [("MOTION_MODULE", "KINEMA_MOTION_MODULE"), ("loss_map", "LOSS_MAP")], (760, 440))
+    graph = g.node("LossGraphNode", ["loss_graph"], [("loss", "LOSS_MAP")], pos=(1140, 600))
+    lat = g.node("EmptyLatentImage", [size, size, frames], outputs=[("LATENT", "LATENT")], pos=(760, 800))
+    sa = g.node("KinemaSampleAnimation",
+                [7, "fixed", 20, 7.5, "euler", "normal", 1.0, 1.0, "auto (motion module's)", "default"],
+                [("model", "MODEL"), ("motion_module", "KINEMA_MOTION_MODULE"), ("positive", "CONDITIONING"),
+                 ("negative", "CONDITIONING"), ("latent_image", "LATENT")], [("LATENT", "LATENT")], (1140, 0))
+    dec = g.node("KinemaDecodeFrames", [4], [("samples", "LATENT"), ("vae", "VAE")], [("IMAGE", "IMAGE")],
+                 (1520, 0))
+    for src, slot, dst, name in [
+        (ck, 1, pos, "clip"), (ck, 1, neg, "clip"), (load, 0, parts, "video"), (parts, 0, cut, "image"),
+        (cut, 0, scale, "image"), (ck, 0, train, "model"), (mm, 0, train, "motion_module"), (pos, 0, train, "positive"),
+        (scale, 0, train, "images"), (ck, 2, train, "vae"), (train, 1, graph, "loss"), (ck, 0, sa, "model"),
+        (train, 0, sa, "motion_module"), (pos, 0, sa, "positive"), (neg, 0, sa, "negative"),
+        (lat, 0, sa, "latent_image"), (sa, 0, dec, "samples"), (ck, 2, dec, "vae"),
+    ]:
+        g.link(src, slot, dst, name)
+    save_video(g, dec, (1520, 260))
+    return g
+
+
 def main() -> None:
     OUT.mkdir(exist_ok=True)
     base(16).save("text_to_video_16_frames")
@@ -256,6 +301,7 @@ def main() -> None:
     sparsectrl("rgb", "0", ["example.png"]).save("image_to_video_sparsectrl")
     sparsectrl("scribble", "0,15", ["scribble_start.png", "scribble_end.png"]).save("sparsectrl_scribble_keyframes")
     freeinit().save("freeinit_16_frames")
+    train_motion_lora().save("train_motion_lora")
 
 
 if __name__ == "__main__":
