@@ -117,7 +117,8 @@ def run_in_browser(server, workflow_path: Path, widgets: dict, out_dir: Path) ->
 
 SERVER_ONLY = {"video_to_video_controlnet": "test_video_to_video.py",
                "image_to_video_sparsectrl": "test_sparsectrl_server.py",
-               "sparsectrl_scribble_keyframes": "test_sparsectrl_server.py"}
+               "sparsectrl_scribble_keyframes": "test_sparsectrl_server.py",
+               "train_motion_lora": "test_train_motion_lora_server.py"}
 
 
 def _params():
