@@ -27,7 +27,7 @@ def schedules(draw):
     keys = sorted(draw(st.sets(st.integers(0, frames - 1), min_size=1, max_size=min(frames, 8))))
     prompts = [draw(WORDS) for _ in keys]
     lines = []
-    for k, p in zip(keys, prompts):
+    for k, p in zip(keys, prompts, strict=True):
         lines += draw(st.lists(st.sampled_from(["", "   ", "# a comment", "  # 3: not a key"]), max_size=2))
         lines.append(f"{draw(st.sampled_from(['', ' ']))}{k}{draw(st.sampled_from(['', ' ']))}: {p}")
     return frames, keys, prompts, "\n".join(lines)
@@ -68,7 +68,7 @@ def test_linear_is_the_documented_blend(schedule):
     """Linear: between keys a < f < b the weights are (1 - t, t) with t = (f - a) / (b - a), nothing else."""
     frames, keys, _, _ = schedule
     w = keyframe_weights(keys, frames, Interpolation.LINEAR)
-    for i, (a, b) in enumerate(zip(keys, keys[1:])):
+    for i, (a, b) in enumerate(zip(keys, keys[1:], strict=False)):
         for f in range(a, b):
             t = (f - a) / (b - a)
             expected = torch.zeros(len(keys), dtype=w.dtype)
