@@ -45,8 +45,10 @@ class PromptSchedule(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, text: str, frames: int, latent=UNLINKED) -> bool | str:
+        if text is None:  # linked: checked when it runs
+            return True
         try:
-            parse_schedule(text, frames if latent is UNLINKED else ANY_LENGTH)
+            parse_schedule(text, frames if latent is UNLINKED and frames is not None else ANY_LENGTH)
         except PromptScheduleError as error:
             return str(error)
         return True

@@ -286,3 +286,15 @@ def test_sdxl_pooled_rows_follow_the_windows(comfy_host):
         for frames, context, y in rows_of(seen, which):
             assert torch.equal(context, cond[0][0][frames])
             assert torch.equal(y[:, :TINY_POOLED], cond[0][1]["pooled_output"][frames]), (which, frames)
+
+
+def test_schedule_for_another_frame_count_is_one_error_before_sampling(comfy_host, clip):
+    """A 12-frame schedule on a 20-frame latent (core would tile its rows): one sentence, the UNet never runs."""
+    seen = []
+    model, motion = probed(tiny_sd15_patcher(seed=0), seen), tiny_motion("v2", seed=4)
+    latent = {"samples": torch.zeros(20, 4, 8, 8)}
+    with pytest.raises(ValueError, match=r"the positive conditioning holds 12 rows .* but the latent has 20 frames; "
+                                         r"it must hold 1 row or one per frame \(20\)"):
+        _mod("comfy_glue.sample").sample_animation(model, motion, schedule(clip), schedule(clip, frames=20)[:1],
+                                                   latent, 0, 1, 3.0, "euler", "normal")
+    assert seen == []
