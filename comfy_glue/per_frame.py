@@ -54,10 +54,22 @@ def _per_frame_inputs(link) -> list[tuple[str, object]]:
     return [("hint image", getattr(link, "cond_hint_original", None)), *extra]
 
 
+def _check_rows(name: str, cond: dict, frames: int) -> None:
+    """Raise PerFrameError for prompt rows (cross-attention or pooled) that are neither 1 nor ``frames``."""
+    for what in ("cross_attn", "pooled_output"):
+        value = cond.get(what)
+        n = value.shape[0] if isinstance(value, torch.Tensor) and value.ndim > 1 else 1
+        if n not in (1, frames):
+            raise PerFrameError(
+                f"the {name} conditioning holds {n} rows (a Prompt Schedule for {n} frames?) but the latent has "
+                f"{frames} frames; it must hold 1 row or one per frame ({frames})")
+
+
 def check_controls(conds: dict, frames: int) -> None:
-    """Raise PerFrameError for a control hint (or extra concat) batch that is neither 1 nor ``frames``."""
-    for cond_list in conds.values():
+    """Raise PerFrameError for a control hint (or extra concat) batch, or prompt rows, neither 1 nor ``frames``."""
+    for name, cond_list in conds.items():
         for cond in cond_list or []:
+            _check_rows(name, cond, frames)
             for link in chain(cond.get("control")):
                 for what, value in _per_frame_inputs(link):
                     n = value.shape[0] if isinstance(value, torch.Tensor) and value.ndim > 0 else 1

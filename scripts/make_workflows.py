@@ -287,6 +287,39 @@ def train_motion_lora(frames: int = 16, size: int = 512) -> Graph:
     return g
 
 
+TRAVEL = "0: a flower bud on a green stem\n16: a (flower in full bloom:1.2), open petals\n32: a wilted flower, dry petals"
+TRAVEL_STYLE = "macro photograph, soft light, highly detailed"
+
+
+def prompt_travel(frames: int = 48, size: int = 512) -> Graph:
+    """Prompt Schedule (three keyframes, linear) as the positive, frame count from the latent → windows → mp4."""
+    g = Graph()
+    ck = g.node("CheckpointLoaderSimple", ["v1-5-pruned-emaonly.safetensors"],
+                outputs=[("MODEL", "MODEL"), ("CLIP", "CLIP"), ("VAE", "VAE")], pos=(0, 0))
+    lat = g.node("EmptyLatentImage", [size, size, frames], outputs=[("LATENT", "LATENT")], pos=(0, 300))
+    pos = g.node("KinemaPromptSchedule", [TRAVEL, TRAVEL_STYLE, "", frames, "linear"],
+                 [("clip", "CLIP"), ("latent", "LATENT")], [("CONDITIONING", "CONDITIONING")], (380, 0))
+    neg = g.node("CLIPTextEncode", [NEGATIVE], [("clip", "CLIP")], [("CONDITIONING", "CONDITIONING")], (380, 300))
+    mm = g.node("KinemaLoadMotionModule", ["mm_sd_v15_v2.ckpt", False],
+                outputs=[("MOTION_MODULE", "KINEMA_MOTION_MODULE")], pos=(0, 460))
+    cx = g.node("KinemaContextScheduler", [16, 4, "looped_uniform", "pyramid", 1, False, False, False],
+                outputs=[("CONTEXT_OPTIONS", "KINEMA_CONTEXT_OPTIONS")], pos=(380, 520))
+    sa = g.node("KinemaSampleAnimation",
+                [42, "fixed", 20, 7.5, "euler", "normal", 1.0, 1.0, "auto (motion module's)", "default"],
+                [("model", "MODEL"), ("motion_module", "KINEMA_MOTION_MODULE"), ("positive", "CONDITIONING"),
+                 ("negative", "CONDITIONING"), ("latent_image", "LATENT"),
+                 ("context_options", "KINEMA_CONTEXT_OPTIONS")], [("LATENT", "LATENT")], (760, 0))
+    dec = g.node("KinemaDecodeFrames", [4], [("samples", "LATENT"), ("vae", "VAE")], [("IMAGE", "IMAGE")], (1140, 0))
+    for src, slot, dst, name in [
+        (ck, 1, pos, "clip"), (lat, 0, pos, "latent"), (ck, 1, neg, "clip"), (ck, 0, sa, "model"),
+        (mm, 0, sa, "motion_module"), (pos, 0, sa, "positive"), (neg, 0, sa, "negative"), (lat, 0, sa, "latent_image"),
+        (cx, 0, sa, "context_options"), (sa, 0, dec, "samples"), (ck, 2, dec, "vae"),
+    ]:
+        g.link(src, slot, dst, name)
+    save_video(g, dec, (1500, 0))
+    return g
+
+
 def main() -> None:
     OUT.mkdir(exist_ok=True)
     base(16).save("text_to_video_16_frames")
@@ -302,6 +335,7 @@ def main() -> None:
     sparsectrl("scribble", "0,15", ["scribble_start.png", "scribble_end.png"]).save("sparsectrl_scribble_keyframes")
     freeinit().save("freeinit_16_frames")
     train_motion_lora().save("train_motion_lora")
+    prompt_travel().save("prompt_travel_48_frames")
 
 
 if __name__ == "__main__":

@@ -97,6 +97,10 @@ def widget_values(workflow: dict, models: dict) -> tuple[dict, int]:
             values[key] = {"width": 64, "height": 64, "batch_size": frames}
         elif kind == "KinemaSampleAnimation":
             values[key] = {"steps": 2, **({"cfg": 1.0} if context else {})}
+        elif kind == "KinemaPromptSchedule":  # keyframes scaled to the shortened clip ("32: x" of 48 -> "13: x" of 20)
+            text, length = node["widgets_values"][0], node["widgets_values"][3]
+            values[key] = {"text": "\n".join(f"{int(k) * frames // length}:{p}"
+                                             for k, p in (line.split(":", 1) for line in text.splitlines()))}
     return values, frames
 
 
