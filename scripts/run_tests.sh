@@ -73,7 +73,7 @@ for tree in "${trees[@]}"; do
   fi
   label="host ComfyUI $(version_of "$tree") ($tree)"
   echo "== $label"
-  COMFYUI_PATH="$tree" "$(python_for "$tree")" -m pytest tests/host -q "$@" 2>&1 | tee "$log"
+  COMFYUI_PATH="$tree" "$(python_for "$tree")" -m pytest tests/host -q --durations=15 "$@" 2>&1 | tee "$log"
   record "$label" "${PIPESTATUS[0]}"
 done
 
