@@ -132,7 +132,7 @@ def _optimise(params: list, steps: int, lr: float, loss_fn: Callable[[int], torc
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         sched.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
         if on_step is not None:
             on_step(step)
         if step % max(1, steps // 10) == 0 or step == steps - 1:
