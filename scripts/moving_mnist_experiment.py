@@ -27,6 +27,7 @@ log = logging.getLogger("moving_mnist")
 QUICK = {"size": 16, "digit": 8, "frames": 8, "image_steps": 20, "image_batch": 16, "motion_steps": 6,
          "motion_clips": 1, "eval_seeds": 2, "sample_steps": 4}
 REAL_SEED_BASE = 2**40  # held-out real clips; training draws seeds below 2**31
+LOSS_TIMESTEPS = (100, 300, 500, 700, 900)  # where the held-out loss compares the module with the image model
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -43,12 +44,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--frames", type=int, default=16)
     p.add_argument("--digits", type=int, default=1, help="digits per clip (1 or 2)")
     p.add_argument("--max-speed", type=int, default=1, help="most pixels per frame along each axis")
-    p.add_argument("--image-steps", type=int, default=1500)
-    p.add_argument("--image-batch", type=int, default=16)
+    p.add_argument("--image-steps", type=int, default=900)
+    p.add_argument("--image-batch", type=int, default=64)
     p.add_argument("--image-lr", type=float, default=2e-3)
-    p.add_argument("--motion-steps", type=int, default=200)
-    p.add_argument("--motion-clips", type=int, default=2, help="clips per motion-module training step")
-    p.add_argument("--motion-lr", type=float, default=1e-3)
+    p.add_argument("--motion-steps", type=int, default=600)
+    p.add_argument("--motion-clips", type=int, default=4, help="clips per motion-module training step")
+    p.add_argument("--motion-lr", type=float, default=3e-3)
     p.add_argument("--eval-seeds", type=int, default=8)
     p.add_argument("--sample-steps", type=int, default=25)
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (0: torch's default; 1 suits a shared CPU)")
@@ -153,6 +154,9 @@ def run(args: argparse.Namespace) -> dict:
                                                              args.sample_steps))
         clips["image model + motion module"].append(models.sample_clip(patcher, loaded, i, args.frames, args.size,
                                                                        args.sample_steps))
+    real = torch.cat(clips["real clips (held out)"])
+    held_out = {name: models.held_out_loss(patcher, m, real, args.frames, LOSS_TIMESTEPS, args.seed)
+                for name, m in (("image model alone", None), ("image model + motion module", loaded))}
     timings["evaluation"] = time.time() - start - timings["image model"] - timings["motion module"]
     results = {name: measures.summarise(c, args.digit) for name, c in clips.items()}
     gifs = {}
@@ -162,6 +166,8 @@ def run(args: argparse.Namespace) -> dict:
     table = measures.markdown_table(results)
     summary = {"table": table, "results": results, "timings_s": {k: round(v, 1) for k, v in timings.items()},
                "image_loss": loss_drop(image_losses), "motion_loss": loss_drop(motion_losses),
+               "held_out_v_loss": {k: [round(x, 4) for x in v] for k, v in held_out.items()},
+               "held_out_timesteps": list(LOSS_TIMESTEPS),
                "module": str(module_path), "spec": loaded.spec.describe(), "gifs": {k: str(v) for k, v in gifs.items()},
                "command": " ".join(["python", "scripts/moving_mnist_experiment.py", *sys.argv[1:]])}
     (out / "results.json").write_text(json.dumps(summary, indent=1, ensure_ascii=False))
@@ -178,7 +184,10 @@ def main(argv: list[str] | None = None) -> dict:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     summary = run(parse_args(argv))
     print(summary["table"])
-    print(f"\nloss image model {summary['image_loss']}, motion module {summary['motion_loss']}; "
+    alone, with_module = (summary["held_out_v_loss"][k] for k in ("image model alone", "image model + motion module"))
+    print(f"\nheld-out v-loss at t={summary['held_out_timesteps']}: image model alone {alone} (mean "
+          f"{sum(alone) / len(alone):.4f}), with motion module {with_module} (mean {sum(with_module) / len(alone):.4f})")
+    print(f"loss image model {summary['image_loss']}, motion module {summary['motion_loss']}; "
           f"seconds {summary['timings_s']}; module {summary['module']} ({summary['spec']})")
     return summary
 

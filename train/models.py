@@ -86,11 +86,11 @@ def _init_weights(unet: nn.Module, seed: int) -> None:
 
 
 def image_model(width: int = 32, seed: int = 0, device: torch.device = CPU) -> comfy.model_patcher.ModelPatcher:
-    """A ModelPatcher around a fresh tiny SD1.5 BaseModel (eps prediction, linear betas) on ``device``."""
+    """A ModelPatcher around a fresh tiny SD1.5 BaseModel (v prediction, linear betas) on ``device``."""
     config = comfy.supported_models.SD15(unet_config(width))
     config.sampling_settings = dict(SCHEDULE)
     config.set_inference_dtype(torch.float32, None)
-    model = comfy.model_base.BaseModel(config, device="cpu")
+    model = comfy.model_base.BaseModel(config, comfy.model_base.ModelType.V_PREDICTION, device="cpu")
     _init_weights(model.diffusion_model, seed)
     model.to(device)
     return comfy.model_patcher.ModelPatcher(model, load_device=device, offload_device=CPU)
@@ -103,16 +103,18 @@ def alphas_cumprod(patcher) -> torch.Tensor:
 
 
 def ddpm_loss(unet, x0: torch.Tensor, abar: torch.Tensor, gen: torch.Generator, frames: int = 1,
-              transformer_options: dict | None = None) -> torch.Tensor:
-    """‖ε - ε_θ(√ᾱ_t x0 + √(1-ᾱ_t) ε, t)‖²: one t per clip of ``frames`` frames, fresh noise per frame."""
+              transformer_options: dict | None = None, timestep: int | None = None) -> torch.Tensor:
+    """‖v - v_θ(√ᾱ_t x0 + √(1-ᾱ_t) ε, t)‖², v = √ᾱ_t ε - √(1-ᾱ_t) x0: one t per clip of ``frames`` frames,
+    fresh noise per frame."""
     clips = x0.shape[0] // frames
     t = torch.randint(0, abar.shape[0], (clips,), generator=gen).repeat_interleave(frames)
+    t = t if timestep is None else torch.full_like(t, timestep)
     noise = torch.randn(x0.shape, generator=gen).to(x0.device)
     a = abar.to(x0.device)[t].view(-1, 1, 1, 1)
     xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
     context = torch.zeros(x0.shape[0], 1, CONTEXT_DIM, device=x0.device)
-    eps = unet(xt, t.float().to(x0.device), context=context, transformer_options=transformer_options or {})
-    return F.mse_loss(eps, noise)
+    v = unet(xt, t.float().to(x0.device), context=context, transformer_options=transformer_options or {})
+    return F.mse_loss(v, a.sqrt() * noise - (1 - a).sqrt() * x0)
 
 
 def _optimise(params: list, steps: int, lr: float, loss_fn: Callable[[int], torch.Tensor],
@@ -130,7 +132,7 @@ def _optimise(params: list, steps: int, lr: float, loss_fn: Callable[[int], torc
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         sched.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
         if on_step is not None:
             on_step(step)
         if step % max(1, steps // 10) == 0 or step == steps - 1:
@@ -207,6 +209,25 @@ def train_motion_module(patcher, motion: LoadedMotionModule, clips_fn: Callable[
         animated.eject_model()
     model.eval().requires_grad_(False)
     return losses
+
+
+def held_out_loss(patcher, motion: LoadedMotionModule | None, x0_clips: torch.Tensor, frames: int,
+                  timesteps: tuple[int, ...], seed: int) -> list[float]:
+    """The v-loss per timestep on fixed clips with fixed noise, through the module (or the image model alone)."""
+    unet = patcher.model.diffusion_model
+    animated = patcher if motion is None else attach(patcher, motion)
+    abar, x0 = alphas_cumprod(animated), to_latent(x0_clips).to(next(unet.parameters()).device)
+    options = {} if motion is None else dict(animated.model_options["transformer_options"],
+                                             cond_or_uncond=[0] * (x0.shape[0] // frames))
+    if motion is not None:
+        animated.inject_model()
+    try:
+        with torch.no_grad():
+            return [float(ddpm_loss(unet, x0, abar, torch.Generator().manual_seed(seed + t), frames, options, t))
+                    for t in timesteps]
+    finally:
+        if motion is not None:
+            animated.eject_model()
 
 
 def save_motion_module(motion: LoadedMotionModule, path: str) -> None:
