@@ -122,13 +122,16 @@ def run_in_browser(server, workflow_path: Path, widgets: dict, out_dir: Path) ->
 SERVER_ONLY = {"video_to_video_controlnet": "test_video_to_video.py",
                "image_to_video_sparsectrl": "test_sparsectrl_server.py",
                "sparsectrl_scribble_keyframes": "test_sparsectrl_server.py",
-               "train_motion_lora": "test_train_motion_lora_server.py"}
+               "train_motion_lora": "test_train_motion_lora_server.py",
+               # these two run at full length in their own server tests; the browser run only duplicated them
+               "prompt_travel_48_frames": "test_prompt_travel_server.py",
+               "freeinit_16_frames": "test_freeinit_server.py"}
 
 
 def _params():
     for path in WORKFLOWS:
         marks = [pytest.mark.fullsize] if "sdxl" in path.stem else []
-        if path.stem in SERVER_ONLY:  # needs inputs (video, images, extra model files) the browser run lacks
+        if path.stem in SERVER_ONLY:  # needs inputs the browser run lacks, or runs in full there
             marks.append(pytest.mark.skip(reason=f"{path.stem} runs on the server in {SERVER_ONLY[path.stem]}"))
         yield pytest.param(path, id=path.stem, marks=marks)
 
