@@ -111,12 +111,12 @@ def run(args: argparse.Namespace) -> dict:
     train_s = time.time() - start
     log.info("trained %s in %.0f s, loss %s", trained.lora_name, train_s, loss_drop)
 
-    rows, gifs = {}, {}
+    rows, gifs, per_seed = {}, {}, {}
     for strength in [float(s) for s in args.strengths.split(",")]:
         applied = apply_motion_lora(motion, trained.path, trained.lora_name, strength)
         clips = [models.sample_clip(patcher, applied, EVAL_SEED_BASE + i, args.frames, args.size, args.sample_steps)
                  for i in range(args.seeds)]
-        v = torch.tensor([velocity(c) for c in clips])
+        v = per_seed[strength] = torch.tensor([velocity(c) for c in clips])
         rows[strength] = (float(v.mean()), float(v.std(unbiased=False)), float((v > 0).float().mean()))
         gifs[strength] = clips[:4]
         log.info("strength %+g: vx %.3f ± %.3f", strength, *rows[strength][:2])
@@ -124,11 +124,17 @@ def run(args: argparse.Namespace) -> dict:
     for strength, clips in gifs.items():
         write_gif(args.out / f"strength_{strength:+g}.gif", clips)
 
-    table = [f"| LoRA strength | mean horizontal centroid velocity, px/frame (± std over {args.seeds} seeds) "
-             "| seeds moving right |", "|---:|---:|---:|",
-             f"| training clip | {velocity(clip):+.3f} | — |"]
-    table += [f"| {s:+g} | {m:+.3f} ± {sd:.3f} | {frac:.0%} |" for s, (m, sd, frac) in rows.items()]
-    return {"table": "\n".join(table), "rows": rows, "loss": loss_drop, "train_s": train_s,
+    ref = per_seed.get(0.0)
+    paired = {s: (v - ref) if ref is not None else None for s, v in per_seed.items()}
+    table = [f"| LoRA strength | horizontal centroid velocity, px/frame (mean ± std over {args.seeds} seeds) "
+             "| seeds moving right | same seed minus strength 0 (mean ± s.e.) |", "|---:|---:|---:|---:|",
+             f"| training clip | {velocity(clip):+.3f} | — | — |"]
+    for s, (m, sd, frac) in rows.items():
+        d = paired[s]
+        diff = "—" if d is None else f"{float(d.mean()):+.3f} ± {float(d.std(unbiased=False)) / len(d) ** 0.5:.3f}"
+        table.append(f"| {s:+g} | {m:+.3f} ± {sd:.3f} | {frac:.0%} | {diff} |")
+    return {"table": "\n".join(table), "rows": rows, "per_seed": {k: v.tolist() for k, v in per_seed.items()},
+            "loss": loss_drop, "train_s": train_s,
             "total_s": time.time() - start, "lora": trained.path,
             "command": " ".join(["python", "scripts/motion_lora_direction.py", *sys.argv[1:]])}
 
@@ -138,6 +144,8 @@ def main(argv: list[str] | None = None) -> dict:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     result = run(parse_args(argv))
     print(result["table"])
+    for strength, v in result["per_seed"].items():
+        print(f"strength {strength:+g} per seed: " + " ".join(f"{x:+.2f}" for x in v))
     print(f"\nLoRA loss {result['loss']}; training {result['train_s']:.0f} s, total {result['total_s']:.0f} s; "
           f"saved {result['lora']}\ncommand: {result['command']}")
     return result
