@@ -40,12 +40,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--speed", type=float, default=0.5, help="px/frame to the right in the training clip")
     p.add_argument("--frames", type=int, default=16)
     p.add_argument("--rank", type=int, default=8)
-    p.add_argument("--steps", type=int, default=150)
+    p.add_argument("--steps", type=int, default=300)
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--noise-levels", type=int, default=2)
     p.add_argument("--seeds", type=int, default=16, help="held-out sampling seeds per strength")
     p.add_argument("--sample-steps", type=int, default=20)
-    p.add_argument("--strengths", default="1,0,-1")
+    p.add_argument("--strengths", default="2,1,0,-1,-2")
     p.add_argument("--threads", type=int, default=1)
     return p.parse_args(argv)
 
@@ -127,12 +127,13 @@ def run(args: argparse.Namespace) -> dict:
     ref = per_seed.get(0.0)
     paired = {s: (v - ref) if ref is not None else None for s, v in per_seed.items()}
     table = [f"| LoRA strength | horizontal centroid velocity, px/frame (mean ± std over {args.seeds} seeds) "
-             "| seeds moving right | same seed minus strength 0 (mean ± s.e.) |", "|---:|---:|---:|---:|",
-             f"| training clip | {velocity(clip):+.3f} | — | — |"]
+             "| seeds moving right | same seed minus strength 0 (mean ± s.e.) | mean \\|velocity\\| |",
+             "|---:|---:|---:|---:|---:|", f"| training clip | {velocity(clip):+.3f} | — | — | {abs(velocity(clip)):.3f} |"]
     for s, (m, sd, frac) in rows.items():
         d = paired[s]
         diff = "—" if d is None else f"{float(d.mean()):+.3f} ± {float(d.std(unbiased=False)) / len(d) ** 0.5:.3f}"
-        table.append(f"| {s:+g} | {m:+.3f} ± {sd:.3f} | {frac:.0%} | {diff} |")
+        speed = float(per_seed[s].abs().mean())
+        table.append(f"| {s:+g} | {m:+.3f} ± {sd:.3f} | {frac:.0%} | {diff} | {speed:.3f} |")
     return {"table": "\n".join(table), "rows": rows, "per_seed": {k: v.tolist() for k, v in per_seed.items()},
             "loss": loss_drop, "train_s": train_s,
             "total_s": time.time() - start, "lora": trained.path,
