@@ -117,6 +117,28 @@ def sdxl(frames: int = 16) -> Graph:
     return base(frames, 1024, motion_file="mm_sdxl_v10_beta.ckpt", ckpt="sd_xl_base_1.0.safetensors")
 
 
+def sd15_prompts(prompt: str) -> tuple[Graph, int, int, int]:
+    """A new graph with an SD1.5 checkpoint and positive/negative CLIP Text Encode: (graph, ckpt, pos, neg)."""
+    g = Graph()
+    ck = g.node("CheckpointLoaderSimple", ["v1-5-pruned-emaonly.safetensors"],
+                outputs=[("MODEL", "MODEL"), ("CLIP", "CLIP"), ("VAE", "VAE")], pos=(0, 0))
+    pos = g.node("CLIPTextEncode", [prompt], [("clip", "CLIP")], [("CONDITIONING", "CONDITIONING")], (380, 0))
+    neg = g.node("CLIPTextEncode", [NEGATIVE], [("clip", "CLIP")], [("CONDITIONING", "CONDITIONING")], (380, 220))
+    return g, ck, pos, neg
+
+
+def video_in(g: Graph, frames: int, size: int) -> tuple[int, int, int, int]:
+    """Load Video → Get Video Components → first ``frames`` frames → resized to ``size``: (load, parts, cut, scale)."""
+    load = g.node("LoadVideo", ["source.mp4", "image"], outputs=[("VIDEO", "VIDEO")], pos=(0, 440))
+    parts = g.node("GetVideoComponents", [], [("video", "VIDEO")],
+                   [("images", "IMAGE"), ("audio", "AUDIO"), ("fps", "FLOAT")], (0, 760))
+    cut = g.node("ImageFromBatch", [0, frames], [("image", "IMAGE")], [("IMAGE", "IMAGE")], (0, 900),
+                 title="First frames")
+    scale = g.node("ImageScale", ["bilinear", size, size, "center"], [("image", "IMAGE")], [("IMAGE", "IMAGE")],
+                   (0, 1080))
+    return load, parts, cut, scale
+
+
 V2V_PROMPT = "a watercolor painting of a person dancing, soft brush strokes, pastel colors"
 
 
@@ -125,18 +147,8 @@ def video_to_video(frames: int = 48, size: int = 512) -> Graph:
 
     The frame rate appears once: Get Video Components' fps feeds Create Video, so the output keeps the source's.
     """
-    g = Graph()
-    ck = g.node("CheckpointLoaderSimple", ["v1-5-pruned-emaonly.safetensors"],
-                outputs=[("MODEL", "MODEL"), ("CLIP", "CLIP"), ("VAE", "VAE")], pos=(0, 0))
-    pos = g.node("CLIPTextEncode", [V2V_PROMPT], [("clip", "CLIP")], [("CONDITIONING", "CONDITIONING")], (380, 0))
-    neg = g.node("CLIPTextEncode", [NEGATIVE], [("clip", "CLIP")], [("CONDITIONING", "CONDITIONING")], (380, 220))
-    load = g.node("LoadVideo", ["source.mp4", "image"], outputs=[("VIDEO", "VIDEO")], pos=(0, 440))
-    parts = g.node("GetVideoComponents", [], [("video", "VIDEO")],
-                   [("images", "IMAGE"), ("audio", "AUDIO"), ("fps", "FLOAT")], (0, 760))
-    cut = g.node("ImageFromBatch", [0, frames], [("image", "IMAGE")], [("IMAGE", "IMAGE")], (0, 900),
-                 title="First frames")
-    scale = g.node("ImageScale", ["bilinear", size, size, "center"], [("image", "IMAGE")], [("IMAGE", "IMAGE")],
-                   (0, 1080))
+    g, ck, pos, neg = sd15_prompts(V2V_PROMPT)
+    load, parts, cut, scale = video_in(g, frames, size)
     enc = g.node("VAEEncode", [], [("pixels", "IMAGE"), ("vae", "VAE")], [("LATENT", "LATENT")], (380, 440))
     canny = g.node("Canny", [0.4, 0.8], [("image", "IMAGE")], [("IMAGE", "IMAGE")], (380, 600))
     cn = g.node("ControlNetLoader", ["control_v11p_sd15_canny.pth"], outputs=[("CONTROL_NET", "CONTROL_NET")],
@@ -248,18 +260,8 @@ TRAIN_PROMPT = "a city street, the camera panning right, photo"
 def train_motion_lora(frames: int = 16, size: int = 512) -> Graph:
     """Video in → frames → Train MotionLoRA (images + VAE) → Sample Animation with the trained module → video out,
     and the loss per step → core's Plot Loss Graph."""
-    g = Graph()
-    ck = g.node("CheckpointLoaderSimple", ["v1-5-pruned-emaonly.safetensors"],
-                outputs=[("MODEL", "MODEL"), ("CLIP", "CLIP"), ("VAE", "VAE")], pos=(0, 0))
-    pos = g.node("CLIPTextEncode", [TRAIN_PROMPT], [("clip", "CLIP")], [("CONDITIONING", "CONDITIONING")], (380, 0))
-    neg = g.node("CLIPTextEncode", [NEGATIVE], [("clip", "CLIP")], [("CONDITIONING", "CONDITIONING")], (380, 220))
-    load = g.node("LoadVideo", ["source.mp4", "image"], outputs=[("VIDEO", "VIDEO")], pos=(0, 440))
-    parts = g.node("GetVideoComponents", [], [("video", "VIDEO")],
-                   [("images", "IMAGE"), ("audio", "AUDIO"), ("fps", "FLOAT")], (0, 760))
-    cut = g.node("ImageFromBatch", [0, frames], [("image", "IMAGE")], [("IMAGE", "IMAGE")], (0, 900),
-                 title="First frames")
-    scale = g.node("ImageScale", ["bilinear", size, size, "center"], [("image", "IMAGE")], [("IMAGE", "IMAGE")],
-                   (0, 1080))
+    g, ck, pos, neg = sd15_prompts(TRAIN_PROMPT)
+    load, parts, cut, scale = video_in(g, frames, size)
     mm = g.node("KinemaLoadMotionModule", ["mm_sd_v15_v2.ckpt", False],
                 outputs=[("MOTION_MODULE", "KINEMA_MOTION_MODULE")], pos=(380, 440))
     train = g.node("KinemaTrainMotionLoRA",
