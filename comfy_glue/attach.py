@@ -172,21 +172,29 @@ def across_frames(unet, frames: int):
     exactly that state is put back afterwards.
     """
     norms = _norms_across_frames(unet)
-    saved = [norm.__dict__.get("forward", _CLASS_FORWARD) for norm in norms]
-    for norm, own in zip(norms, saved, strict=True):
-        inner = norm.forward if own is _CLASS_FORWARD else own
-        norm.forward = functools.partial(group_norm_across_frames, frames=frames, norm=inner)
+    with wrapped_forwards(norms, lambda forward: functools.partial(group_norm_across_frames, frames=frames,
+                                                                   norm=forward)):
+        yield
+
+
+@contextlib.contextmanager
+def wrapped_forwards(modules: list[nn.Module], wrap):
+    """Within this block each module's ``forward`` is ``wrap(its current forward)`` (its class's, or another patch's
+    instance attribute); exactly the previous state is put back afterwards."""
+    saved = [m.__dict__.get("forward", _CLASS_FORWARD) for m in modules]
+    for m in modules:
+        m.forward = wrap(m.forward)
     try:
         yield
     finally:
-        for norm, own in zip(norms, saved, strict=True):
+        for m, own in zip(modules, saved, strict=True):
             if own is _CLASS_FORWARD:
-                norm.__dict__.pop("forward", None)
+                m.__dict__.pop("forward", None)
             else:
-                norm.forward = own
+                m.forward = own
 
 
-_CLASS_FORWARD = object()  # marks a norm whose forward came from its class (no instance attribute to restore)
+_CLASS_FORWARD = object()  # marks a module whose forward came from its class (no instance attribute to restore)
 
 
 def transformer_options_of(args: tuple, kwargs: dict) -> dict:

@@ -38,7 +38,7 @@ from ..motion_modules.training import (
     frame_weighted_mse,
     make_optimizer,
 )
-from .attach import across_frames, attach, current_attachment
+from .attach import across_frames, attach, current_attachment, wrapped_forwards
 from .loading import LORA_FOLDER, LoadedMotionModule
 from .lora import apply_motion_lora
 
@@ -126,17 +126,8 @@ def gradient_checkpointing(unet: nn.Module, recompute):
     """Within this block, each ResBlock and SpatialTransformer of ``unet`` keeps only its inputs for backward and
     recomputes the rest (under ``recompute()``, which re-enters per-call state such as v1's norms)."""
     layers = [m for m in unet.modules() if isinstance(m, (ResBlock, SpatialTransformer))]
-    saved = [layer.__dict__.get("forward") for layer in layers]
-    for layer in layers:
-        layer.forward = functools.partial(_checkpointed, layer.forward, recompute)
-    try:
+    with wrapped_forwards(layers, lambda forward: functools.partial(_checkpointed, forward, recompute)):
         yield
-    finally:
-        for layer, own in zip(layers, saved, strict=True):
-            if own is None:
-                layer.__dict__.pop("forward", None)
-            else:
-                layer.forward = own
 
 
 class _PositiveGuider(comfy.samplers.CFGGuider):
