@@ -1,4 +1,4 @@
-"""Train a MotionLoRA on one clip inside ComfyUI, through the same attached model Sample Animation runs.
+"""Train a MotionLoRA on one clip (or a few of the same move) inside ComfyUI, through the same attached model Sample Animation runs.
 
 The trainable factors sit on a clone of the motion module's patcher as weight wrappers (the mechanism core's Train
 LoRA uses); the motion module is attached to a clone of the MODEL with ``attach``; one training step runs core's
@@ -35,8 +35,10 @@ from ..motion_modules.training import (
     TrainingInputError,
     attention_targets,
     check_training_inputs,
+    clip_order,
     frame_weighted_mse,
     make_optimizer,
+    split_clips,
 )
 from .attach import across_frames, attach, current_attachment, wrapped_forwards
 from .loading import LORA_FOLDER, LoadedMotionModule
@@ -53,10 +55,11 @@ class TrainSettings:
     rank: int = 4
     steps: int = 100
     learning_rate: float = 1e-4
-    noise_levels: int = 1  # clips (each at its own noise level) per optimizer step
+    noise_levels: int = 1  # losses (one clip at one noise level each) per optimizer step
     seed: int = 0
     gradient_checkpointing: bool = False
     beta_schedule: str = "auto (motion module's)"
+    clip_frames: int = 0  # frames per clip when the batch holds several clips; 0: the batch is one clip
 
 
 @dataclass(frozen=True)
@@ -138,28 +141,34 @@ class _PositiveGuider(comfy.samplers.CFGGuider):
 
 
 class _TrainLoop(comfy.samplers.Sampler):
-    """A Sampler whose ``sample`` trains ``factors`` on the clip it is given (core 0.8's TrainSampler pattern)."""
+    """A Sampler whose ``sample`` trains ``factors`` on ``clips`` (clips, frames, c, h, w, as the LATENT holds them);
+    core's sampler is given the first clip (core 0.8's TrainSampler pattern)."""
 
-    def __init__(self, factors: LoRAFactors, settings: TrainSettings, losses: list):
-        self.factors, self.settings, self.losses = factors, settings, losses
+    def __init__(self, factors: LoRAFactors, settings: TrainSettings, losses: list, clips: Tensor):
+        self.factors, self.settings, self.losses, self.clips = factors, settings, losses, clips
 
     def sample(self, model_wrap, sigmas, extra_args, callback, noise, latent_image=None, denoise_mask=None,
                disable_pbar=False):
         base = model_wrap.inner_model
         attachment = current_attachment(extra_args["model_options"])
         frames = latent_image.shape[0]
+        # core has put the first clip (latent_image) through process_latent_in and onto the device: the rest follow
+        clips = base.process_latent_in(self.clips.to(latent_image).flatten(0, 1)).view_as(self.clips)
         recompute = functools.partial(_recompute_context, base.diffusion_model, attachment, frames)
         with contextlib.ExitStack() as stack:
             stack.enter_context(ordinary_weights(base.diffusion_model, attachment.motion_model))
             if self.settings.gradient_checkpointing:
                 stack.enter_context(gradient_checkpointing(base.diffusion_model, recompute))
-            self._loop(model_wrap, base.model_sampling, extra_args, latent_image)
+            self._loop(model_wrap, base.model_sampling, extra_args, clips)
         return torch.zeros_like(latent_image)
 
-    def _loop(self, model_wrap, model_sampling, extra_args, x0: Tensor) -> None:
-        """``steps`` optimizer steps of ``noise_levels`` clips each, seeded, with progress bar and interrupt."""
+    def _loop(self, model_wrap, model_sampling, extra_args, clips: Tensor) -> None:
+        """``steps`` optimizer steps of ``noise_levels`` losses each (one clip at one noise level per loss, every
+        clip once per shuffled round), seeded, with progress bar and interrupt."""
         s = self.settings
         g = torch.Generator().manual_seed(s.seed)
+        x0 = clips[0]
+        order = iter(clip_order(clips.shape[0], s.steps * s.noise_levels, g))
         self.factors.to(x0.device)
         optimizer = make_optimizer(self.factors, s.learning_rate)
         dtype = model_wrap.inner_model.get_dtype()
@@ -171,7 +180,7 @@ class _TrainLoop(comfy.samplers.Sampler):
             optimizer.zero_grad(set_to_none=True)
             total = 0.0
             for _ in range(s.noise_levels):
-                loss = self._clip_loss(model_wrap, model_sampling, extra_args, x0, g, autocast, dtype)
+                loss = self._clip_loss(model_wrap, model_sampling, extra_args, clips[next(order)], g, autocast, dtype)
                 scaler.scale(loss / s.noise_levels).backward()
                 total += float(loss.detach()) / s.noise_levels
             scaler.step(optimizer)
@@ -207,7 +216,8 @@ def lora_path(prefix: str) -> tuple[str, str]:
 
 
 def train_factors(model, motion: LoadedMotionModule, positive, x0: Tensor, settings: TrainSettings) -> tuple:
-    """Train LoRA factors on the clip ``x0`` (latents, frames first); returns (factors, loss per step)."""
+    """Train LoRA factors on the clip(s) ``x0`` (latents, frames first, ``settings.clip_frames`` per clip); returns
+    (factors, loss per step)."""
     with torch.inference_mode(False), torch.enable_grad():
         factors = LoRAFactors(attention_targets(motion.spec), settings.rank,
                               torch.Generator().manual_seed(settings.seed))
@@ -219,8 +229,8 @@ def train_factors(model, motion: LoadedMotionModule, positive, x0: Tensor, setti
         guider = _PositiveGuider(animated)
         guider.set_conds(positive)
         losses: list = []
-        x0 = x0.clone()
-        guider.sample(torch.zeros_like(x0), x0, _TrainLoop(factors, settings, losses),
+        clips = split_clips(x0, settings.clip_frames).clone()
+        guider.sample(torch.zeros_like(clips[0]), clips[0].clone(), _TrainLoop(factors, settings, losses, clips),
                       torch.ones(2), disable_pbar=True, seed=settings.seed)
         factors.requires_grad_(False)
     return factors, losses
@@ -230,11 +240,11 @@ def train_motion_lora(model, motion: LoadedMotionModule, positive, x0: Tensor, s
                       prefix: str = "kinema_motion_lora") -> TrainResult:
     """Check, train, save in the official layout and apply the saved file to ``motion`` at strength 1."""
     s = settings
-    check_training_inputs(x0.shape[0], motion.spec.pe_length, s.rank, s.steps, s.learning_rate, s.noise_levels,
-                          motion.name)
     if x0.ndim != 4:
         raise TrainingInputError(f"Train MotionLoRA: the latent must be (frames, channels, height, width), but "
                                  f"got shape {tuple(x0.shape)}.")
+    check_training_inputs(split_clips(x0, s.clip_frames).shape[1], motion.spec.pe_length, s.rank, s.steps,
+                          s.learning_rate, s.noise_levels, motion.name)
     factors, losses = train_factors(model, motion, positive, x0, s)
     path, name = lora_path(prefix)
     save_file(factors.official_state_dict(), path, metadata={"kinema_steps": str(s.steps), "rank": str(s.rank)})

@@ -74,6 +74,33 @@ def make_optimizer(factors: LoRAFactors, learning_rate: float) -> torch.optim.Op
     return torch.optim.AdamW(factors.parameters(), lr=learning_rate, betas=(0.9, 0.999), weight_decay=1e-2)
 
 
+def split_clips(x0: Tensor, clip_frames: int) -> Tensor:
+    """A batch of frames as clips, (clips, frames, ...): the whole batch is one clip when ``clip_frames`` is 0, else
+    consecutive runs of ``clip_frames`` frames are one clip each."""
+    if clip_frames < 0:
+        raise TrainingInputError(f"Train MotionLoRA: clip_frames must be 0 (the whole batch is one clip) or more, but "
+                                 f"got {clip_frames}.")
+    total = x0.shape[0]
+    if clip_frames == 0:
+        return x0.unsqueeze(0)
+    if total % clip_frames:
+        raise TrainingInputError(f"Train MotionLoRA: a batch of {total} frames does not split into clips of "
+                                 f"clip_frames = {clip_frames} frames each; give a multiple of {clip_frames} frames "
+                                 f"or set clip_frames to 0.")
+    return x0.reshape(total // clip_frames, clip_frames, *x0.shape[1:])
+
+
+def clip_order(clips: int, draws: int, generator: torch.Generator) -> list[int]:
+    """Which clip each of ``draws`` losses uses: every clip once per shuffled round; no draw from ``generator`` for
+    a single clip (so one-clip training is what it was before clips existed)."""
+    if clips == 1:
+        return [0] * draws
+    order: list[int] = []
+    while len(order) < draws:
+        order += torch.randperm(clips, generator=generator).tolist()
+    return order[:draws]
+
+
 def check_training_inputs(frames: int, pe_length: int, rank: int, steps: int, learning_rate: float,
                           noise_levels: int, name: str) -> None:
     """Raise TrainingInputError (one sentence) unless the clip and settings can be trained on."""

@@ -1,4 +1,4 @@
-"""Train MotionLoRA: a camera move learnt from your own clip, saved as a MotionLoRA file."""
+"""Train MotionLoRA: a camera move learnt from your own clip (or clips), saved as a MotionLoRA file."""
 from __future__ import annotations
 
 from comfy_api.latest import io, ui
@@ -16,8 +16,9 @@ class TrainMotionLoRA(io.ComfyNode):
             display_name="Train MotionLoRA",
             category=CATEGORY,
             description="Trains low-rank updates of the motion module's temporal attention (q, k, v, out) on one "
-                        "clip, image model and motion module frozen (AnimateDiff's MotionLoRA stage), saves them "
-                        "to models/animatediff_motion_lora and returns the module with them applied.",
+                        "clip or several of the same move, image model and motion module frozen (AnimateDiff's "
+                        "MotionLoRA stage), saves them to models/animatediff_motion_lora and returns the module with "
+                        "them applied.",
             is_output_node=True,
             inputs=[
                 io.Model.Input("model", tooltip="The SD1.5/SDXL model to train on top of (frozen, never changed)."),
@@ -33,6 +34,10 @@ class TrainMotionLoRA(io.ComfyNode):
                 io.Int.Input("noise_levels", default=1, min=1, max=64,
                              tooltip="Noise levels per step: the clip is noised this many times (one random level "
                                      "each), run one after another, and the losses averaged."),
+                io.Int.Input("clip_frames", default=0, min=0, max=4096,
+                             tooltip="Frames per clip when the batch holds several clips of the same move, one after "
+                                     "another (0: the whole batch is one clip). Each noise level takes the next clip "
+                                     "of a shuffled round."),
                 io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, tooltip="Seeds noise, levels, init."),
                 io.Boolean.Input("gradient_checkpointing", default=False,
                                  tooltip="Recompute UNet layers in the backward pass: much less memory, ~30% slower."),
@@ -46,11 +51,11 @@ class TrainMotionLoRA(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, motion_module, positive, rank: int, steps: int, learning_rate: float,
-                noise_levels: int, seed: int, gradient_checkpointing: bool, beta_schedule: str,
+                noise_levels: int, clip_frames: int, seed: int, gradient_checkpointing: bool, beta_schedule: str,
                 filename_prefix: str, images=None, vae=None, latent=None) -> io.NodeOutput:
         x0 = clip_latents(latent, images, vae)
         settings = TrainSettings(rank, steps, learning_rate, noise_levels, seed, gradient_checkpointing,
-                                 beta_schedule)
+                                 beta_schedule, clip_frames)
         result = train_motion_lora(model, motion_module, positive, x0, settings, filename_prefix)
         text = f"{result.lora_name}: loss {result.losses[0]:.4g} -> {result.losses[-1]:.4g} in {steps} steps"
         return io.NodeOutput(result.motion, {"loss": result.losses}, ui=ui.PreviewText(text))

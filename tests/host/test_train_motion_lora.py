@@ -162,9 +162,12 @@ def test_strength_zero_equals_the_base_module_bit_for_bit(trained):
     (33, {}, "at most 32 frames"),
     (FRAMES, {"rank": 0}, "rank must be at least 1"),
     (FRAMES, {"steps": 0}, "steps must be at least 1"),
+    (8, {"clip_frames": 3}, "8 frames does not split into clips of clip_frames = 3"),
+    (66, {"clip_frames": 33}, "at most 32 frames"),
 ])
 def test_bad_inputs_are_one_error_before_training(comfy_host, tmp_path, frames, kw, words):
-    """Too few frames, more than the PE length, rank 0, steps 0: one TrainingInputError, no file written."""
+    """Too few frames, more than the PE length (per clip), rank 0, steps 0, a batch that is no whole number of clips:
+    one TrainingInputError, no file written."""
     _k("comfy_glue.loading").register_folders()
     model, motion = build()
     train = _k("comfy_glue.train")
@@ -184,6 +187,30 @@ def test_clip_input_errors(comfy_host, latent, images, vae, words):
     """The clip must be images with a VAE or a latent, not both nor neither: one sentence each."""
     with pytest.raises(_k("motion_modules.training").TrainingInputError, match=words):
         _k("comfy_glue.train").clip_latents(latent, images, vae)
+
+
+def test_several_clips_train_one_whole_clip_per_loss(comfy_host, monkeypatch):
+    """With clip_frames, a batch of three clips trains clip by clip: every loss gets one whole clip, scaled as core
+    scales the latent it samples, and each clip once per round of three."""
+    train = _k("comfy_glue.train")
+    seen, original = [], train._TrainLoop._clip_loss
+
+    def record(self, model_wrap, model_sampling, extra_args, x0, *rest):
+        seen.append(x0.detach().clone())
+        return original(self, model_wrap, model_sampling, extra_args, x0, *rest)
+
+    monkeypatch.setattr(train._TrainLoop, "_clip_loss", record)
+    clips = [moving_clip(s, frames=4) for s in (0, 1, 2)]
+    model, motion = build()
+    with torch.inference_mode():
+        factors, losses = train.train_factors(model, motion, conditioning(0), torch.cat(clips),
+                                              settings(steps=3, noise_levels=2, clip_frames=4))
+    scale = model.model.latent_format.scale_factor
+    which = [[i for i, c in enumerate(clips) if torch.allclose(x, c * scale)] for x in seen]
+    assert len(losses) == 3 and all(len(w) == 1 for w in which), which
+    which = [w[0] for w in which]
+    assert sorted(which[:3]) == [0, 1, 2] and sorted(which[3:]) == [0, 1, 2]
+    assert any(p.abs().max() > 0 for p in factors.up)
 
 
 def test_gradient_checkpointing_gives_the_same_training_on_v1(comfy_host):
