@@ -60,6 +60,7 @@ class TrainSettings:
     gradient_checkpointing: bool = False
     beta_schedule: str = "auto (motion module's)"
     clip_frames: int = 0  # frames per clip when the batch holds several clips; 0: the batch is one clip
+    learn_reverse: bool = False  # every second loss: strength −1 on the clip played backwards
 
 
 @dataclass(frozen=True)
@@ -159,16 +160,20 @@ class _TrainLoop(comfy.samplers.Sampler):
             stack.enter_context(ordinary_weights(base.diffusion_model, attachment.motion_model))
             if self.settings.gradient_checkpointing:
                 stack.enter_context(gradient_checkpointing(base.diffusion_model, recompute))
-            self._loop(model_wrap, base.model_sampling, extra_args, clips)
+            try:
+                self._loop(model_wrap, base.model_sampling, extra_args, clips)
+            finally:
+                self.factors.sign = 1.0  # what the saved file holds
         return torch.zeros_like(latent_image)
 
     def _loop(self, model_wrap, model_sampling, extra_args, clips: Tensor) -> None:
         """``steps`` optimizer steps of ``noise_levels`` losses each (one clip at one noise level per loss, every
-        clip once per shuffled round), seeded, with progress bar and interrupt."""
+        clip once per shuffled round; with ``learn_reverse`` every second loss applies the factors at −1 to the
+        clip played backwards), seeded, with progress bar and interrupt."""
         s = self.settings
         g = torch.Generator().manual_seed(s.seed)
         x0 = clips[0]
-        order = iter(clip_order(clips.shape[0], s.steps * s.noise_levels, g))
+        order = iter(enumerate(clip_order(clips.shape[0], s.steps * s.noise_levels, g)))
         self.factors.to(x0.device)
         optimizer = make_optimizer(self.factors, s.learning_rate)
         dtype = model_wrap.inner_model.get_dtype()
@@ -180,7 +185,11 @@ class _TrainLoop(comfy.samplers.Sampler):
             optimizer.zero_grad(set_to_none=True)
             total = 0.0
             for _ in range(s.noise_levels):
-                loss = self._clip_loss(model_wrap, model_sampling, extra_args, clips[next(order)], g, autocast, dtype)
+                draw, index = next(order)
+                reverse = s.learn_reverse and draw % 2 == 1
+                self.factors.sign = -1.0 if reverse else 1.0
+                clip = clips[index].flip(0) if reverse else clips[index]
+                loss = self._clip_loss(model_wrap, model_sampling, extra_args, clip, g, autocast, dtype)
                 scaler.scale(loss / s.noise_levels).backward()
                 total += float(loss.detach()) / s.noise_levels
             scaler.step(optimizer)

@@ -35,10 +35,12 @@ def official_prefix(internal_weight: str) -> str:
 
 
 class LoRAFactors(nn.Module):
-    """One ``down`` (rank, in) and ``up`` (out, rank) pair per target weight; ΔW = up @ down, up starts at zero."""
+    """One ``down`` (rank, in) and ``up`` (out, rank) pair per target weight; ΔW = sign · up @ down, up starts at
+    zero. ``sign`` is the strength training applies them at: 1, or −1 while learning the reverse move."""
 
     def __init__(self, targets: dict[str, tuple[int, int]], rank: int, generator: torch.Generator | None = None):
         super().__init__()
+        self.sign = 1.0
         self.keys = sorted(targets)
         self.down = nn.ParameterList(
             [nn.Parameter(torch.randn(rank, targets[k][1], generator=generator) / rank) for k in self.keys])
@@ -46,7 +48,8 @@ class LoRAFactors(nn.Module):
 
     def delta(self, index: int) -> Tensor:
         """ΔW of target ``index`` (out, in)."""
-        return self.up[index] @ self.down[index]
+        delta = self.up[index] @ self.down[index]
+        return delta if self.sign == 1.0 else self.sign * delta
 
     def official_state_dict(self) -> dict[str, Tensor]:
         """The factors under the official MotionLoRA keys, detached, contiguous, float32."""

@@ -38,6 +38,10 @@ class TrainMotionLoRA(io.ComfyNode):
                              tooltip="Frames per clip when the batch holds several clips of the same move, one after "
                                      "another (0: the whole batch is one clip). Each noise level takes the next clip "
                                      "of a shuffled round."),
+                io.Boolean.Input("learn_reverse", default=False,
+                                 tooltip="Also learn the move backwards at strength -1: every second noise level "
+                                         "trains the LoRA at -1 on the clip played in reverse, so one file gives "
+                                         "zoom in and out, pan left and right."),
                 io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, tooltip="Seeds noise, levels, init."),
                 io.Boolean.Input("gradient_checkpointing", default=False,
                                  tooltip="Recompute UNet layers in the backward pass: much less memory, ~30% slower."),
@@ -51,11 +55,11 @@ class TrainMotionLoRA(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, motion_module, positive, rank: int, steps: int, learning_rate: float,
-                noise_levels: int, clip_frames: int, seed: int, gradient_checkpointing: bool, beta_schedule: str,
+                noise_levels: int, clip_frames: int, learn_reverse: bool, seed: int, gradient_checkpointing: bool, beta_schedule: str,
                 filename_prefix: str, images=None, vae=None, latent=None) -> io.NodeOutput:
         x0 = clip_latents(latent, images, vae)
         settings = TrainSettings(rank, steps, learning_rate, noise_levels, seed, gradient_checkpointing,
-                                 beta_schedule, clip_frames)
+                                 beta_schedule, clip_frames, learn_reverse)
         result = train_motion_lora(model, motion_module, positive, x0, settings, filename_prefix)
         text = f"{result.lora_name}: loss {result.losses[0]:.4g} -> {result.losses[-1]:.4g} in {steps} steps"
         return io.NodeOutput(result.motion, {"loss": result.losses}, ui=ui.PreviewText(text))

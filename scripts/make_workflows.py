@@ -265,7 +265,7 @@ def train_motion_lora(frames: int = 16, size: int = 512) -> Graph:
     mm = g.node("KinemaLoadMotionModule", ["mm_sd_v15_v2.ckpt", False],
                 outputs=[("MOTION_MODULE", "KINEMA_MOTION_MODULE")], pos=(380, 440))
     train = g.node("KinemaTrainMotionLoRA",
-                   [8, 300, 1e-4, 1, 0, 42, "fixed", True, "auto (motion module's)", "kinema_motion_lora"],
+                   [8, 300, 1e-4, 2, 0, True, 42, "fixed", True, "auto (motion module's)", "kinema_motion_lora"],
                    [("model", "MODEL"), ("motion_module", "KINEMA_MOTION_MODULE"), ("positive", "CONDITIONING"),
                     ("images", "IMAGE"), ("vae", "VAE")],
                    [("MOTION_MODULE", "KINEMA_MOTION_MODULE"), ("loss_map", "LOSS_MAP")], (760, 440))

@@ -62,8 +62,9 @@ def _bounce(pos: int, vel: int, limit: int) -> tuple[int, int]:
     return pos, vel
 
 
-def clip(seed: int, cfg: DigitsConfig = DigitsConfig()) -> tuple[torch.Tensor, list[int]]:
-    """One clip, shape (frames, 1, size, size) in [-1, 1], and the digit classes in it."""
+def clip(seed: int, cfg: DigitsConfig = DigitsConfig(), vx: int | None = None) -> tuple[torch.Tensor, list[int]]:
+    """One clip, shape (frames, 1, size, size) in [-1, 1], and the digit classes in it. With ``vx`` every digit moves
+    ``vx`` px/frame horizontally from a start that keeps it off the side walls for the whole clip (no bounce)."""
     rng = np.random.default_rng(seed)
     table = glyphs(cfg.digit)
     classes = [int(c) for c in rng.integers(0, 10, cfg.digits)]
@@ -73,6 +74,13 @@ def clip(seed: int, cfg: DigitsConfig = DigitsConfig()) -> tuple[torch.Tensor, l
         limits = (cfg.size - h, cfg.size - w)
         pos = [int(rng.integers(0, lim + 1)) for lim in limits]
         vel = [int(rng.choice(cfg.speeds())) for _ in limits]
+        if vx is not None:
+            room = limits[1] - abs(vx) * (cfg.frames - 1)
+            if room < 0:
+                raise ValueError(f"vx = {vx}: a {w}-px-wide digit cannot cross the {cfg.size}-px frame for "
+                                 f"{cfg.frames} frames without bouncing")
+            pos[1] = int(rng.integers(0, room + 1)) + (abs(vx) * (cfg.frames - 1) if vx < 0 else 0)
+            vel[1] = vx
         movers.append((table[c], limits, pos, vel))
     frames = np.zeros((cfg.frames, cfg.size, cfg.size), dtype=np.float32)
     for f in range(cfg.frames):

@@ -20,6 +20,19 @@ def test_clips_are_seeded_bouncing_digits():
     assert torch.allclose(steps, torch.ones_like(steps), atol=0.05)
 
 
+def test_forced_horizontal_velocity_crosses_without_bouncing():
+    """With vx, the digit steps exactly vx px right (or left) every frame, never bounces sideways, and the vertical
+    motion and the seed's other draws are those of the free clip."""
+    cfg = DigitsConfig(size=16, digit=10, frames=8, max_speed=1)
+    for seed in range(6):
+        for vx in (1, -1):
+            moved = clip(seed, cfg, vx=vx)[0]
+            free = clip(seed, cfg)[0]
+            dx = measures.centroids(moved)[:, 1].diff()
+            assert torch.allclose(dx, torch.full_like(dx, float(vx)), atol=1e-4), (seed, vx, dx)
+            assert torch.allclose(measures.centroids(moved)[:, 0], measures.centroids(free)[:, 0], atol=1e-4)
+
+
 def test_measures_separate_real_from_broken_clips():
     """Real clips: same digit throughout, smooth path; a digit swapped per frame or frames shuffled is caught."""
     real = [clip(s, CFG)[0] for s in range(8)]

@@ -213,6 +213,33 @@ def test_several_clips_train_one_whole_clip_per_loss(comfy_host, monkeypatch):
     assert any(p.abs().max() > 0 for p in factors.up)
 
 
+def test_learn_reverse_trains_strength_minus_one_on_the_clip_played_backwards(comfy_host, monkeypatch):
+    """With learn_reverse, every second loss runs the LoRA at −1 (the applied weights are base − ΔW) on the clip in
+    reverse frame order; the others at +1 on the clip as given; the factors end at sign +1, as saved."""
+    train = _k("comfy_glue.train")
+    seen, original = [], train._TrainLoop._clip_loss
+
+    def record(self, model_wrap, model_sampling, extra_args, x0, *rest):
+        seen.append((x0.detach().clone(), self.factors.sign, self.factors.delta(0).detach().clone(),
+                     (self.factors.up[0] @ self.factors.down[0]).detach().clone()))
+        return original(self, model_wrap, model_sampling, extra_args, x0, *rest)
+
+    monkeypatch.setattr(train._TrainLoop, "_clip_loss", record)
+    clip = moving_clip(0, frames=4)
+    model, motion = build()
+    with torch.inference_mode():
+        factors, _ = train.train_factors(model, motion, conditioning(0), clip,
+                                         settings(steps=3, noise_levels=2, learn_reverse=True))
+    scaled = clip * model.model.latent_format.scale_factor
+    assert len(seen) == 6 and factors.sign == 1.0
+    for k, (x0, sign, delta, product) in enumerate(seen):
+        forward = k % 2 == 0
+        assert sign == (1.0 if forward else -1.0)
+        torch.testing.assert_close(x0, scaled if forward else scaled.flip(0))
+        torch.testing.assert_close(delta, product if forward else -product)
+    assert seen[-1][3].abs().max() > 0  # trained: ΔW is no longer zero
+
+
 def test_gradient_checkpointing_gives_the_same_training_on_v1(comfy_host):
     """With v1's across-frames norms (re-entered in recomputation), checkpointing gives the same losses and factors."""
     train = _k("comfy_glue.train")
