@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 
 import comfy.model_base
+import comfy.model_management
 import comfy.model_patcher
 import comfy.sample
 import comfy.supported_models
@@ -219,15 +220,12 @@ def held_out_loss(patcher, motion: LoadedMotionModule | None, x0_clips: torch.Te
     abar, x0 = alphas_cumprod(animated), to_latent(x0_clips).to(next(unet.parameters()).device)
     options = {} if motion is None else dict(animated.model_options["transformer_options"],
                                              cond_or_uncond=[0] * (x0.shape[0] // frames))
-    if motion is not None:
-        animated.inject_model()
-    try:
-        with torch.no_grad():
-            return [float(ddpm_loss(unet, x0, abar, torch.Generator().manual_seed(seed + t), frames, options, t))
-                    for t in timesteps]
-    finally:
-        if motion is not None:
-            animated.eject_model()
+    # loaded as the sampler loads it: weight patches (a MotionLoRA) applied, the motion module seated or, for the
+    # image model alone, a clone loaded earlier with one unseated
+    comfy.model_management.load_models_gpu([animated, *animated.get_nested_additional_models()])
+    with torch.no_grad():
+        return [float(ddpm_loss(unet, x0, abar, torch.Generator().manual_seed(seed + t), frames, options, t))
+                for t in timesteps]
 
 
 def save_motion_module(motion: LoadedMotionModule, path: str) -> None:
