@@ -29,6 +29,7 @@ from comfy.ldm.modules.diffusionmodules.openaimodel import ResBlock
 from safetensors.torch import save_file
 from torch import Tensor, nn
 
+from ..motion_modules.model import MotionModule
 from ..motion_modules.training import (
     AddDelta,
     LoRAFactors,
@@ -126,10 +127,12 @@ def _checkpointed(forward, recompute, *args, **kwargs):
 
 
 @contextlib.contextmanager
-def gradient_checkpointing(unet: nn.Module, recompute):
-    """Within this block, each ResBlock and SpatialTransformer of ``unet`` keeps only its inputs for backward and
-    recomputes the rest (under ``recompute()``, which re-enters per-call state such as v1's norms)."""
+def gradient_checkpointing(unet: nn.Module, motion_model: nn.Module, recompute):
+    """Within this block, each ResBlock and SpatialTransformer of ``unet`` and each motion module of
+    ``motion_model`` keeps only its inputs for backward and recomputes the rest (under ``recompute()``, which
+    re-enters per-call state such as v1's norms)."""
     layers = [m for m in unet.modules() if isinstance(m, (ResBlock, SpatialTransformer))]
+    layers += [m for m in motion_model.modules() if isinstance(m, MotionModule)]
     with wrapped_forwards(layers, lambda forward: functools.partial(_checkpointed, forward, recompute)):
         yield
 
@@ -159,7 +162,8 @@ class _TrainLoop(comfy.samplers.Sampler):
         with contextlib.ExitStack() as stack:
             stack.enter_context(ordinary_weights(base.diffusion_model, attachment.motion_model))
             if self.settings.gradient_checkpointing:
-                stack.enter_context(gradient_checkpointing(base.diffusion_model, recompute))
+                stack.enter_context(gradient_checkpointing(base.diffusion_model, attachment.motion_model,
+                                                                recompute))
             try:
                 self._loop(model_wrap, base.model_sampling, extra_args, clips)
             finally:

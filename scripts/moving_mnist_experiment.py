@@ -47,7 +47,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--image-steps", type=int, default=900)
     p.add_argument("--image-batch", type=int, default=64)
     p.add_argument("--image-lr", type=float, default=2e-3)
-    p.add_argument("--motion-steps", type=int, default=600)
+    p.add_argument("--motion-steps", type=int, default=3000)
     p.add_argument("--motion-clips", type=int, default=4, help="clips per motion-module training step")
     p.add_argument("--motion-lr", type=float, default=3e-3)
     p.add_argument("--eval-seeds", type=int, default=8)
