@@ -108,13 +108,15 @@ def test_unet_gets_the_patch_timesteps_over_the_module_betas(base, sampling, zsn
 
 
 def test_animatelcm_under_core_lcm_patch_measures_the_distilled_timesteps(base):
-    """The issue's case, lcm sampler, 4 steps sgm_uniform (today's code gave 19999, 14999, 9999, 5019): the patch
-    alone gives 999, 759, 519, 259 over SD's betas; over AnimateDiff's betas the third sigma lands nearer 499."""
+    """The issue's case, lcm sampler, 4 steps sgm_uniform (today's code gave 19999, 14999, 9999, 5019): with either
+    noise schedule the UNet gets timesteps on the 50-step distilled grid, 999, 759, ·, 259. The third is a tie by
+    construction: sgm_uniform asks for t = 509, core's distilled sigma() puts it exactly halfway in log sigma
+    between grid timesteps 499 and 519, and timestep() takes whichever float rounding leaves nearer (CPUs differ;
+    argmin takes 499 on an exact tie)."""
     attach, motion = _glue("attach").attach, tiny_motion("animatelcm")
-    own = attach(patched(base, "lcm"), motion, beta_schedule="model's own")
-    assert [t for _, t in measure(own, sampler="lcm")] == [999, 759, 519, 259]
-    auto = attach(patched(base, "lcm"), motion, beta_schedule=AUTO)
-    assert [t for _, t in measure(auto, sampler="lcm")] == [999, 759, 499, 259]
+    for schedule in ("model's own", AUTO):
+        got = [t for _, t in measure(attach(patched(base, "lcm"), motion, beta_schedule=schedule), sampler="lcm")]
+        assert [got[0], got[1], got[3]] == [999, 759, 259] and got[2] in (499, 519), f"{schedule}: {got}"
 
 
 def test_discrete_edm_keeps_its_log_sigma_timesteps(base):
